@@ -18,7 +18,7 @@ _PUBLIC = {
     "load_base_model": "gora.models",
 }
 
-__all__ = sorted(_PUBLIC)
+__all__ = ["GoraConfig", "allocate_ranks", "get_gora_model", "load_base_model", "save_adapter"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from gora.adapters import get_gora_model

@@ -58,7 +58,9 @@ def _require_text(row: dict[str, Any], key: str, line: int, *, allow_empty: bool
 def _check_chat(row: dict[str, Any], line: int) -> None:
     messages = row["messages"]
     if not isinstance(messages, list) or not messages:
-        raise DataFormatError(line, "messages", "must be a non-empty list of {role, content} objects")
+        raise DataFormatError(
+            line, "messages", "must be a non-empty list of {role, content} objects"
+        )
     trained_turns = 0
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
@@ -66,7 +68,9 @@ def _check_chat(row: dict[str, Any], line: int) -> None:
             raise DataFormatError(line, where, "must be an object with 'role' and 'content'")
         role = message.get("role")
         if role not in ROLES:
-            raise DataFormatError(line, f"{where}.role", f"must be one of {', '.join(ROLES)}; got {role!r}")
+            raise DataFormatError(
+                line, f"{where}.role", f"must be one of {', '.join(ROLES)}; got {role!r}"
+            )
         content = message.get("content")
         if not isinstance(content, str):
             raise DataFormatError(line, f"{where}.content", "must be a string")
@@ -182,7 +186,9 @@ def read_jsonl(path: str) -> tuple[str, list[dict[str, Any]]]:
             if kind is None:
                 kind = row_kind
             elif row_kind != kind:
-                raise DataFormatError(number, None, f"is {row_kind} but the file's first row is {kind}")
+                raise DataFormatError(
+                    number, None, f"is {row_kind} but the file's first row is {kind}"
+                )
             rows.append(row)
     if kind is None:
         raise DataFormatError(1, None, "the file has no rows")
