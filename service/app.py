@@ -1,0 +1,56 @@
+"""The FastAPI application: ``create_app()`` wires settings, database, store, queue and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.broker import JobQueue, make_celery
+from service.db import Database
+from service.errors import install_error_handlers
+from service.files.router import router as files_router
+from service.health.router import router as health_router
+from service.jobs.router import router as jobs_router
+from service.metrics import Metrics, MetricsMiddleware
+from service.models_router import router as models_router
+from service.runtime import Runtime
+from service.settings import Settings, get_settings
+from service.storage import Storage
+from service.teams.router import router as teams_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if settings.is_embedded_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.database_url)
+    runtime = Runtime(
+        settings=settings,
+        database=database,
+        storage=Storage(settings.storage_url),
+        queue=JobQueue(make_celery(settings)),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="GoRA fine-tuning service",
+        version="0.1.0",
+        description="OpenAI-shaped fine-tuning API running GoRA (gradient-driven adaptive LoRA).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.storage = runtime.storage
+    app.state.runtime = runtime
+    app.state.metrics = Metrics(database)
+    install_error_handlers(app)
+    for router in (health_router, teams_router, files_router, jobs_router, models_router):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

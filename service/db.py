@@ -1,0 +1,103 @@
+"""Engine, sessions and the one place where a request's transaction commits or rolls back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import JSON, BigInteger, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+# Stable constraint names, so that Alembic migrations name them the same on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+AutoIncrementId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # Sized for the threadpool FastAPI runs sync routes in (40 threads by default).
+    return create_engine(url, pool_size=20, max_overflow=30, pool_recycle=1800)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while a worker writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Database:
+    """An engine and its session factory; one per process (the API app, a worker, a CLI command)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        # Objects stay readable after commit: responses are built from them once the commit is done.
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session that commits when the block ends, rolls back when it raises, then runs hooks."""
+        session = self.sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        run_after_commit(session)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Runs ``action`` once the session's transaction has committed (never if it rolls back).
+
+    Used to enqueue a job only once its row is visible to the worker that will read it.
+    """
+    session.info.setdefault("after_commit", []).append(action)
+
+
+def run_after_commit(session: Session) -> None:
+    for action in session.info.pop("after_commit", []):
+        try:
+            action()
+        except Exception:  # the commit stands; each action reports its own failure
+            log.exception("after-commit action failed")
+
+
+def _request_session(request: Request) -> Iterator[Session]:
+    database: Database = request.app.state.database
+    with database.transaction() as session:
+        yield session
+
+
+# One session per request. scope="function" commits before the response is sent, so a client that
+# reads right after a create sees the row, and a failed commit turns into an error response.
+DbSession = Annotated[Session, Depends(_request_session, scope="function")]

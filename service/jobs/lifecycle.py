@@ -1,0 +1,76 @@
+"""Job states and the transitions between them (design.md, "Job lifecycle").
+
+``validating_files → queued → running → succeeded | failed | cancelled``, with ``cancelling`` between a
+cancel request on a running job and the worker's stop. Every change of status goes through
+``repository.transition``, a guarded ``UPDATE … WHERE status = :expected``; this table says which
+changes exist at all.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    VALIDATING_FILES = "validating_files"
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobPhase(StrEnum):
+    LOADING = "loading"
+    PROBING = "probing"
+    TRAINING = "training"
+    EXPORTING = "exporting"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE = frozenset(JobStatus) - TERMINAL
+
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.VALIDATING_FILES: frozenset(
+        {JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    # queued -> running is the worker's claim; queued -> cancelled a cancel before it starts.
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # running -> queued: a job handed back for a retry (a worker lost mid-run, per the reconciler).
+    JobStatus.RUNNING: frozenset(
+        {
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLING,
+            JobStatus.CANCELLED,
+            JobStatus.QUEUED,
+        }
+    ),
+    JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def check_transition(current: str, new: str) -> None:
+    """Raises ValueError for a change the lifecycle does not have (a programming error)."""
+    if JobStatus(new) not in ALLOWED[JobStatus(current)]:
+        raise ValueError(f"a job cannot go from {current!r} to {new!r}")
+
+
+class ErrorCode(StrEnum):
+    """``error.code`` of a failed job. ``user_*`` codes say the submitter must fix something."""
+
+    USER_BAD_DATA = "user_bad_data"
+    USER_MODEL_NOT_LOADABLE = "user_model_not_loadable"
+    USER_TARGET_MODULES_NOT_FOUND = "user_target_modules_not_found"
+    USER_BAD_CONFIG = "user_bad_config"
+    INTERNAL_ERROR = "internal_error"
+    WORKER_LOST = "worker_lost"
+    OUT_OF_MEMORY = "out_of_memory"
+
+
+def is_user_error(code: str) -> bool:
+    return code.startswith("user_")

@@ -1,0 +1,187 @@
+"""``/v1/fine_tuning/jobs``: OpenAI's fine-tuning endpoints plus GoRA's allocation and adapter."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from service import storage
+from service.auth import CurrentTeam
+from service.db import DbSession
+from service.errors import InvalidRequest, NotFound
+from service.jobs import service
+from service.jobs.archive import stream_tar_gz
+from service.jobs.heatmap import render_heatmap
+from service.jobs.lifecycle import JobStatus
+from service.jobs.schemas import (
+    AllocationOut,
+    CheckpointOut,
+    EventOut,
+    JobCreate,
+    JobOut,
+    event_seq,
+)
+from service.jobs.stream import event_stream
+from service.pagination import After, Limit
+from service.runtime import CurrentRuntime
+from service.schemas import ListPage
+
+router = APIRouter(prefix="/v1/fine_tuning", tags=["fine_tuning"])
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A retried create with the same key returns the first job",
+    ),
+]
+_METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
+
+
+def _metadata_filter(request: Request) -> dict[str, str]:
+    """``metadata[k]=v`` query parameters (as the openai client sends them) as {k: v}."""
+    wanted: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        found = _METADATA_PARAM.match(name)
+        if found:
+            key = found.group(1)
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", key):
+                raise InvalidRequest(f"invalid metadata key {key!r}", param=name)
+            wanted[key] = value
+    return wanted
+
+
+@router.post("/jobs", response_model=JobOut)
+def create_job(
+    body: JobCreate,
+    team: CurrentTeam,
+    session: DbSession,
+    runtime: CurrentRuntime,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JobOut:
+    return JobOut.of(service.create_job(session, runtime, team.id, body, idempotency_key))
+
+
+@router.get(
+    "/jobs",
+    response_model=ListPage[JobOut],
+    description="Newest first. Filter with `metadata[key]=value` query parameters.",
+)
+def list_jobs(
+    request: Request, team: CurrentTeam, session: DbSession, after: After = None, limit: Limit = 20
+) -> ListPage[JobOut]:
+    rows, has_more = service.list_jobs(session, team.id, after, limit, _metadata_filter(request))
+    return ListPage.of([JobOut.of(j) for j in rows], has_more, [j.id for j in rows])
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def retrieve_job(job_id: str, team: CurrentTeam, session: DbSession) -> JobOut:
+    return JobOut.of(service.get_job(session, team.id, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job_id: str, team: CurrentTeam, session: DbSession) -> JobOut:
+    return JobOut.of(service.cancel_job(session, team.id, job_id))
+
+
+@router.get("/jobs/{job_id}/events", response_model=ListPage[EventOut])
+def list_events(
+    job_id: str, team: CurrentTeam, session: DbSession, after: After = None, limit: Limit = 20
+) -> ListPage[EventOut]:
+    rows, has_more = service.list_events(session, team.id, job_id, after, limit)
+    out = [EventOut.of(e) for e in rows]
+    return ListPage.of(out, has_more, [e.id for e in out])
+
+
+@router.get(
+    "/jobs/{job_id}/events/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+    description="Server-sent events, oldest first, from after `after` (or Last-Event-ID) until "
+    "the job has finished; the last frame is `event: end`.",
+)
+def stream_events(
+    job_id: str,
+    team: CurrentTeam,
+    session: DbSession,
+    runtime: CurrentRuntime,
+    after: After = None,
+    last_event_id: Annotated[str | None, Header(max_length=100)] = None,
+) -> StreamingResponse:
+    job = service.get_job(session, team.id, job_id)
+    resume_from = after or last_event_id
+    after_seq = 0
+    if resume_from is not None:
+        after_seq = event_seq(resume_from) or 0
+        if after_seq == 0:
+            raise InvalidRequest(f"{resume_from!r} is not an event id", param="after")
+    frames = event_stream(
+        runtime.database, job.id, after_seq, runtime.settings.event_poll_interval_s
+    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+
+
+@router.get("/jobs/{job_id}/checkpoints", response_model=ListPage[CheckpointOut])
+def list_checkpoints(
+    job_id: str, team: CurrentTeam, session: DbSession, after: After = None, limit: Limit = 10
+) -> ListPage[CheckpointOut]:
+    job, rows, has_more = service.list_checkpoints(session, team.id, job_id, after, limit)
+    return ListPage.of([CheckpointOut.of(c, job) for c in rows], has_more, [c.id for c in rows])
+
+
+@router.get("/jobs/{job_id}/allocation", response_model=AllocationOut)
+def get_allocation(job_id: str, team: CurrentTeam, session: DbSession) -> AllocationOut:
+    report = service.get_allocation(session, team.id, job_id)
+    return AllocationOut(job_id=job_id, **report)
+
+
+@router.get(
+    "/jobs/{job_id}/allocation.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+    description="Heatmap of the allocated rank by layer index × module kind, with a legend.",
+)
+def get_allocation_png(job_id: str, team: CurrentTeam, session: DbSession) -> Response:
+    report = service.get_allocation(session, team.id, job_id)
+    title = f"{job_id}: {report['adapter_type']} ranks by layer and module"
+    return Response(render_heatmap(report, title), media_type="image/png")
+
+
+@router.get(
+    "/jobs/{job_id}/adapter",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/gzip": {}}}},
+    description="The trained adapter as a .tar.gz: `peft` (per-module ranks, loads with "
+    "PeftModel.from_pretrained and vLLM) or `uniform` (one rank, for servers that need it).",
+)
+def download_adapter(
+    job_id: str,
+    team: CurrentTeam,
+    session: DbSession,
+    runtime: CurrentRuntime,
+    format: Annotated[Literal["peft", "uniform"], Query()] = "peft",
+) -> StreamingResponse:
+    job = service.get_job(session, team.id, job_id)
+    if job.status != JobStatus.SUCCEEDED:
+        raise NotFound(
+            f"job {job.id} has no adapter: it is {job.status}; adapters exist once it succeeds",
+            param="job_id",
+            code="adapter_not_ready",
+        )
+    prefix = storage.adapter_key(job.id, format)
+    if not runtime.storage.list_files(prefix):
+        raise NotFound(
+            f"job {job.id} has no {format} adapter stored", param="format", code="adapter_not_found"
+        )
+    name = f"{job.id}-{format}"
+    return StreamingResponse(
+        stream_tar_gz(runtime.storage, prefix, name),
+        media_type="application/gzip",
+        headers={"Content-Disposition": f'attachment; filename="{name}.tar.gz"'},
+    )

@@ -1,0 +1,159 @@
+"""Turning a create request into the full job spec the worker runs; each bad field is a 400 naming it.
+
+The spec is resolved here, once: "auto" hyperparameters become numbers and the adapter settings
+become a complete ``GoraConfig``, so the stored row alone says exactly what will run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gora.config import GoraConfig
+from service.errors import InvalidRequest
+from service.files import repository as files_repository
+from service.files.models import FileStatus, StoredFile
+from service.jobs.catalog import TASK_OF_FORMAT, resolve_model
+from service.jobs.schemas import Hyperparameters, JobCreate
+from service.settings import Settings
+
+# The learning rate that ``learning_rate_multiplier`` scales (a usual LoRA rate).
+BASE_LEARNING_RATE = 2e-4
+DEFAULT_EPOCHS = 3
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_MAX_SEQ_LENGTH = 512
+DEFAULT_LOG_EVERY_STEPS = 10
+DEFAULT_CHECKPOINT_EVERY_STEPS = 100
+
+
+@dataclass
+class JobSpec:
+    model_source: dict[str, Any]
+    task: str
+    training_file: StoredFile
+    validation_file: StoredFile | None
+    hyperparameters: dict[str, Any]
+    adapter: dict[str, Any]
+    pool: str
+    gpu_count: int
+
+
+def _usable_file(session: Session, team_id: str, file_id: str, param: str) -> StoredFile:
+    row = files_repository.get_for_team(session, team_id, file_id)
+    if row is None:
+        raise InvalidRequest(f"no file with id {file_id!r}", param=param, code="file_not_found")
+    if row.status != FileStatus.PROCESSED:
+        raise InvalidRequest(
+            f"file {file_id} has errors and cannot be used: {row.status_details}",
+            param=param,
+            code="file_not_processed",
+        )
+    return row
+
+
+def _check_task(model_source: dict[str, Any], training: StoredFile) -> str:
+    task = TASK_OF_FORMAT[training.data_format or "text"]
+    model_task = model_source.get("task")
+    if model_task is not None and model_task != task:
+        raise InvalidRequest(
+            f"model {model_source['name']!r} is for {model_task}, but training file {training.id} "
+            f"holds {training.data_format} rows, which train {task}",
+            param="model",
+            code="model_task_mismatch",
+        )
+    return task
+
+
+def _given_hyperparameters(body: JobCreate) -> Hyperparameters:
+    nested = body.method.supervised if body.method and body.method.supervised else None
+    if nested is not None and nested.hyperparameters is not None:
+        if body.hyperparameters is not None:
+            raise InvalidRequest(
+                "give hyperparameters either at the top level or in method.supervised, not both",
+                param="hyperparameters",
+            )
+        return nested.hyperparameters
+    return body.hyperparameters or Hyperparameters()
+
+
+def resolve_hyperparameters(given: Hyperparameters, training_rows: int) -> dict[str, Any]:
+    multiplier = (
+        1.0 if given.learning_rate_multiplier == "auto" else float(given.learning_rate_multiplier)
+    )
+    return {
+        "n_epochs": DEFAULT_EPOCHS if given.n_epochs == "auto" else given.n_epochs,
+        "batch_size": (
+            max(1, min(DEFAULT_BATCH_SIZE, training_rows))
+            if given.batch_size == "auto"
+            else given.batch_size
+        ),
+        "learning_rate_multiplier": multiplier,
+        "learning_rate": BASE_LEARNING_RATE * multiplier,
+        "max_steps": given.max_steps,
+        "max_seq_length": given.max_seq_length or DEFAULT_MAX_SEQ_LENGTH,
+        "log_every_steps": given.log_every_steps or DEFAULT_LOG_EVERY_STEPS,
+        "checkpoint_every_steps": given.checkpoint_every_steps or DEFAULT_CHECKPOINT_EVERY_STEPS,
+    }
+
+
+_FIELD_IN_MESSAGE = re.compile(r"GoraConfig\.(\w+)|no field '(\w+)'")
+
+
+def resolve_adapter(body: JobCreate, seed: int) -> dict[str, Any]:
+    given = body.adapter.model_dump(exclude_none=True) if body.adapter else {}
+    given.setdefault("seed", seed)
+    try:
+        return GoraConfig.from_dict(given).to_dict()
+    except (ValueError, TypeError) as exc:
+        found = _FIELD_IN_MESSAGE.search(str(exc))
+        field = next((g for g in found.groups() if g), None) if found else None
+        param = f"adapter.{field}" if field else "adapter"
+        raise InvalidRequest(str(exc), param=param, code="invalid_adapter") from None
+
+
+def _resolve_gpu(settings: Settings, body: JobCreate) -> tuple[str, int]:
+    pool = (body.gpu.pool if body.gpu else None) or settings.default_pool
+    if pool not in settings.pools:
+        raise InvalidRequest(
+            f"unknown pool {pool!r}; this server has: {', '.join(settings.pools)}",
+            param="gpu.pool",
+            code="unknown_pool",
+        )
+    count = body.gpu.count if body.gpu else 1
+    if count > settings.max_gpus_per_job:
+        raise InvalidRequest(
+            f"gpu.count may be at most {settings.max_gpus_per_job}", param="gpu.count"
+        )
+    return pool, (0 if pool == "cpu" else count)
+
+
+def build_spec(
+    session: Session, settings: Settings, team_id: str, body: JobCreate, seed: int
+) -> JobSpec:
+    model_source = resolve_model(settings, body.model)
+    training = _usable_file(session, team_id, body.training_file, "training_file")
+    task = _check_task(model_source, training)
+    validation = None
+    if body.validation_file is not None:
+        validation = _usable_file(session, team_id, body.validation_file, "validation_file")
+        if validation.data_format != training.data_format:
+            raise InvalidRequest(
+                f"validation file holds {validation.data_format} rows but the training file "
+                f"holds {training.data_format} rows",
+                param="validation_file",
+            )
+    given = _given_hyperparameters(body)
+    pool, gpu_count = _resolve_gpu(settings, body)
+    return JobSpec(
+        model_source=model_source,
+        task=task,
+        training_file=training,
+        validation_file=validation,
+        hyperparameters=resolve_hyperparameters(given, training.rows),
+        adapter=resolve_adapter(body, seed),
+        pool=pool,
+        gpu_count=gpu_count,
+    )

@@ -1,0 +1,75 @@
+"""Typed settings read from the environment (prefix ``GORA_``); secrets have no defaults outside development."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GORA_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".gora")
+    # Defaults derived from data_dir (filled in by _derive_defaults): an embedded SQLite file, the
+    # filesystem broker transport and a local artifact directory, so one machine needs no servers.
+    database_url: str = ""
+    broker_url: str = ""
+    storage_url: str = ""
+    models_dir: Path | None = None
+    admin_token: SecretStr | None = None
+    max_upload_bytes: int = Field(default=512 * MiB, ge=1)
+    allow_hub_models: bool = False
+    # GPU pools a job may name; "cpu" is the queue of CPU-only workers. A comma-separated list.
+    pools: Annotated[list[str], NoDecode] = ["cpu"]
+    default_pool: str = "cpu"
+    max_gpus_per_job: int = Field(default=8, ge=1)
+    # Redis re-delivers an unacknowledged message after this long; it must exceed the longest job.
+    visibility_timeout_s: int = Field(default=48 * 3600, ge=60)
+    # How often the server-sent-events stream looks for new events.
+    event_poll_interval_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("pools", mode="before")
+    @classmethod
+    def _split_pools(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'gora.db'}"
+        if not self.broker_url:
+            self.broker_url = "filesystem://"
+        if not self.storage_url:
+            self.storage_url = (self.data_dir / "storage").as_uri()
+        if self.models_dir is None:
+            self.models_dir = self.data_dir / "models"
+        if self.default_pool not in self.pools:
+            raise ValueError(f"GORA_DEFAULT_POOL={self.default_pool!r} is not in GORA_POOLS")
+        if self.env != "development" and self.admin_token is None:
+            raise ValueError("GORA_ADMIN_TOKEN is required when GORA_ENV is not 'development'")
+        return self
+
+    @property
+    def is_embedded_sqlite(self) -> bool:
+        """True when the database is a SQLite file this process owns (it may migrate it on start)."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def broker_dir(self) -> Path:
+        """Where the filesystem transport keeps its messages (embedded mode)."""
+        return self.data_dir / "broker"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
