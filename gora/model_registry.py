@@ -16,8 +16,9 @@ from pathlib import Path
 
 TASKS = ("causal_lm", "sequence_classification")
 
-# A hub id: "name" or "owner/name" of letters, digits, '-', '_', '.'; no "..", no dot at either end.
-_HUB_ID = re.compile(r"^(?!.*\.\.)[\w\-](?:[\w\-.]*[\w\-])?(?:/[\w\-](?:[\w\-.]*[\w\-])?)?$")
+# A hub id as huggingface_hub validates it: "name" or "owner/name" of letters, digits, '-', '_', '.',
+# each part starting and ending with a letter or digit, no ".." or "--".
+_HUB_ID = re.compile(r"^(?!.*(?:\.\.|--))(?:\b[\w\-.]+\b/)?\b[\w\-.]+\b$")
 
 
 class ModelLoadError(ValueError):
