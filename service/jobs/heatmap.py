@@ -13,6 +13,7 @@ _STOPS = [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 
 _EMPTY = (235, 235, 235)
 _INDEX = re.compile(r"\.(\d+)\.")
 CELL_W, CELL_H, MARGIN = 34, 20, 12
+LEGEND_MIN_H = 80
 
 
 def split_layer_name(name: str) -> tuple[int | None, str]:
@@ -69,8 +70,9 @@ def render_heatmap(report: dict[str, Any], title: str) -> bytes:
     font, small = _font(12), _font(10)
     label_w = max(len(labels[k]) for k in kinds) * 7 + MARGIN if kinds else 60
     width = label_w + len(columns) * CELL_W + 110
-    height = 40 + len(kinds) * CELL_H + 40
-    image = Image.new("RGB", (max(width, 320), max(height, 140)), "white")
+    legend_h = max(LEGEND_MIN_H, len(kinds) * CELL_H)
+    height = 32 + max(len(kinds) * CELL_H + 40, legend_h + 16)
+    image = Image.new("RGB", (max(width, 320), height), "white")
     draw = ImageDraw.Draw(image)
     draw.text((MARGIN, 8), title, fill="black", font=font)
     top = 32
@@ -89,19 +91,21 @@ def render_heatmap(report: dict[str, Any], title: str) -> bytes:
     for col, index in enumerate(columns):
         draw.text((label_w + col * CELL_W + 4, bottom + 4), str(index), fill="black", font=small)
     draw.text((label_w, bottom + 20), "layer index", fill="black", font=small)
-    _legend(draw, label_w + len(columns) * CELL_W + 20, top, low, high, small)
+    _legend(draw, (label_w + len(columns) * CELL_W + 20, top, legend_h), (low, high), small)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def _legend(draw: ImageDraw.ImageDraw, x: int, top: int, low: int, high: int, font: Any) -> None:
-    """A vertical colour bar from the highest rank (top) to the lowest, labelled "rank"."""
+def _legend(
+    draw: ImageDraw.ImageDraw, box: tuple[int, int, int], ranks: tuple[int, int], font: Any
+) -> None:
+    """A vertical colour bar (x, top, height) from the highest rank (top) to the lowest."""
+    x, top, height = box
+    low, high = ranks
     draw.text((x, top - 16), "rank", fill="black", font=font)
-    steps = 60
-    for i in range(steps):
-        value = high - (high - low) * i / (steps - 1)
-        colour = _colour(round(value), low, high) if high != low else _colour(low, low, high)
-        draw.rectangle([x, top + i * 2, x + 14, top + i * 2 + 1], fill=colour)
+    for offset in range(height):
+        value = high - (high - low) * offset / max(height - 1, 1)
+        draw.line([x, top + offset, x + 14, top + offset], fill=_colour(round(value), low, high))
     draw.text((x + 20, top - 2), str(high), fill="black", font=font)
-    draw.text((x + 20, top + steps * 2 - 10), str(low), fill="black", font=font)
+    draw.text((x + 20, top + height - 10), str(low), fill="black", font=font)

@@ -1,0 +1,282 @@
+"""``/v1/fine_tuning/jobs``: create (with every kind of bad input), list, retrieve, idempotency,
+isolation between teams, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi.testclient import TestClient
+
+from service.db import Database
+from service.jobs import repository
+from service.jobs.lifecycle import JobStatus
+from tests.service import support
+from tests.service.conftest import TEST_POOL
+from tests.service.support import Team, assert_error, create_job, jsonl, upload
+
+JOBS = "/v1/fine_tuning/jobs"
+
+
+def test_create_job_with_every_field(client: TestClient, team: Team):
+    training = upload(client, team, jsonl(support.CHAT))
+    validation = upload(client, team, jsonl(support.CHAT[:2]))
+    job = create_job(
+        client,
+        team,
+        training_file=training["id"],
+        validation_file=validation["id"],
+        suffix="my-run",
+        seed=7,
+        metadata={"project": "demo"},
+        hyperparameters={"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 0.5},
+        adapter={"type": "gora", "r_ref": 4, "probe_steps": 3, "target_modules": ["q_proj"]},
+        gpu={"pool": TEST_POOL, "count": 2},
+        priority=3,
+    )
+    assert job["object"] == "fine_tuning.job" and job["id"].startswith("ftjob-")
+    assert job["status"] == "queued" and job["phase"] is None
+    assert job["model"] == "smollm2-135m"
+    assert job["training_file"] == training["id"]
+    assert job["validation_file"] == validation["id"]
+    assert job["organization_id"] == team.id
+    assert job["seed"] == 7 and job["suffix"] == "my-run" and job["priority"] == 3
+    assert job["metadata"] == {"project": "demo"}
+    assert job["hyperparameters"]["n_epochs"] == 2
+    assert job["hyperparameters"]["batch_size"] == 4
+    assert job["hyperparameters"]["learning_rate"] == 0.5 * 2e-4
+    assert job["method"]["type"] == "supervised"
+    assert job["adapter"]["r_ref"] == 4 and job["adapter"]["r_max"] == 16  # GoraConfig default
+    assert job["adapter"]["seed"] == 7
+    assert job["gpu"] == {"pool": TEST_POOL, "count": 2}
+    assert job["error"] is None and job["fine_tuned_model"] is None
+    assert job["result_files"] == [] and job["trained_tokens"] is None
+    assert isinstance(job["created_at"], int) and job["finished_at"] is None
+    assert client.get(f"{JOBS}/{job['id']}", headers=team.headers).json() == job
+
+
+def test_auto_hyperparameters_and_method_form(client: TestClient, team: Team):
+    small = upload(client, team, jsonl(support.CHAT[:3]))
+    job = create_job(
+        client,
+        team,
+        training_file=small["id"],
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 5}}},
+    )
+    assert job["hyperparameters"]["n_epochs"] == 5
+    assert job["hyperparameters"]["batch_size"] == 3  # auto: at most the rows there are
+    assert job["hyperparameters"]["learning_rate_multiplier"] == 1.0
+
+
+def test_classification_job_on_the_encoder(client: TestClient, team: Team):
+    data = upload(client, team, jsonl(support.CLASSIFICATION))
+    job = create_job(client, team, model="minilm-l6", training_file=data["id"])
+    assert job["status"] == "queued"
+
+
+def _refused(client: TestClient, team: Team, body: dict, param: str, code: str | None = None):
+    response = client.post(JOBS, json=body, headers=team.headers)
+    return assert_error(response, 400, param, code)
+
+
+def test_bad_inputs_name_the_field(client: TestClient, team: Team, other_team: Team):
+    good = upload(client, team, jsonl(support.CHAT))["id"]
+    base = {"model": "smollm2-135m", "training_file": good}
+    _refused(client, team, {**base, "model": "gpt-4o"}, "model", "model_not_found")
+    _refused(client, team, {**base, "model": "/etc/passwd"}, "model", "model_not_found")
+    _refused(client, team, {**base, "model": "../models/x"}, "model", "model_not_found")
+    _refused(client, team, {"training_file": good}, "model")
+    _refused(client, team, {"model": "smollm2-135m"}, "training_file")
+    _refused(client, team, {**base, "training_file": "file-missing"}, "training_file")
+    theirs = upload(client, other_team, jsonl(support.CHAT))["id"]
+    _refused(client, team, {**base, "training_file": theirs}, "training_file", "file_not_found")
+    broken = upload(client, team, b"not json\n")["id"]
+    error = _refused(client, team, {**base, "training_file": broken}, "training_file")
+    assert error["code"] == "file_not_processed" and "line 1" in error["message"]
+    _refused(client, team, {**base, "validation_file": "file-missing"}, "validation_file")
+    text = upload(client, team, jsonl(support.TEXT))["id"]
+    _refused(client, team, {**base, "validation_file": text}, "validation_file")
+    classes = upload(client, team, jsonl(support.CLASSIFICATION))["id"]
+    _refused(client, team, {**base, "training_file": classes}, "model", "model_task_mismatch")
+    _refused(client, team, {**base, "hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs")
+    _refused(
+        client, team, {**base, "hyperparameters": {"n_epochs": "3"}}, "hyperparameters.n_epochs"
+    )
+    _refused(
+        client,
+        team,
+        {**base, "hyperparameters": {"learning_rate_multiplier": -1}},
+        "hyperparameters.learning_rate_multiplier",
+    )
+    _refused(client, team, {**base, "hyperparameters": {"lr": 1}}, "hyperparameters.lr")
+    both = {
+        **base,
+        "hyperparameters": {"n_epochs": 1},
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+    }
+    _refused(client, team, both, "hyperparameters")
+    _refused(client, team, {**base, "method": {"type": "dpo"}}, "method.type")
+    _refused(client, team, {**base, "adapter": {"r_ref": 0}}, "adapter.r_ref", "invalid_adapter")
+    _refused(client, team, {**base, "adapter": {"importance": "vibes"}}, "adapter.importance")
+    _refused(client, team, {**base, "adapter": {"r_min": 9, "r_ref": 8}}, "adapter")
+    _refused(client, team, {**base, "adapter": {"rank": 8}}, "adapter.rank")
+    _refused(client, team, {**base, "adapter": {"type": "ia3"}}, "adapter.type")
+    _refused(client, team, {**base, "gpu": {"pool": "h100"}}, "gpu.pool", "unknown_pool")
+    _refused(client, team, {**base, "gpu": {"count": 0}}, "gpu.count")
+    _refused(client, team, {**base, "gpu": {"count": 9}}, "gpu.count")
+    _refused(client, team, {**base, "suffix": "has space"}, "suffix")
+    _refused(client, team, {**base, "seed": -1}, "seed")
+    _refused(client, team, {**base, "metadata": {"k": 1}}, "metadata.k")
+    too_many = {f"k{i}": "v" for i in range(17)}
+    _refused(client, team, {**base, "metadata": too_many}, "metadata")
+    _refused(client, team, {**base, "priority": 10}, "priority")
+    _refused(client, team, {**base, "unknown_field": 1}, "unknown_field")
+    # None of the refused requests created a job.
+    assert client.get(JOBS, headers=team.headers).json()["data"] == []
+
+
+def test_idempotency_key_returns_the_first_job(client: TestClient, team: Team):
+    training = upload(client, team, jsonl(support.CHAT))["id"]
+    body = {"model": "smollm2-135m", "training_file": training}
+    headers = {**team.headers, "Idempotency-Key": "retry-1"}
+    first = client.post(JOBS, json=body, headers=headers)
+    again = client.post(JOBS, json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    changed = client.post(JOBS, json={**body, "suffix": "other"}, headers=headers)
+    assert_error(changed, 409, "Idempotency-Key", "idempotency_key_reused")
+    other_key = client.post(JOBS, json=body, headers={**team.headers, "Idempotency-Key": "retry-2"})
+    assert other_key.json()["id"] != first.json()["id"]
+    listed = client.get(JOBS, headers=team.headers).json()["data"]
+    assert sorted(j["id"] for j in listed) == sorted([first.json()["id"], other_key.json()["id"]])
+
+
+def test_idempotency_keys_belong_to_a_team(client: TestClient, team: Team, other_team: Team):
+    mine = create_job(client, team)
+    theirs_file = upload(client, other_team, jsonl(support.CHAT))["id"]
+    body = {"model": "smollm2-135m", "training_file": theirs_file}
+    theirs = client.post(
+        JOBS, json=body, headers={**other_team.headers, "Idempotency-Key": "shared"}
+    )
+    again = client.post(
+        JOBS,
+        json={"model": "smollm2-135m", "training_file": mine["training_file"]},
+        headers={**team.headers, "Idempotency-Key": "shared"},
+    )
+    assert theirs.status_code == again.status_code == 200
+    assert theirs.json()["id"] != again.json()["id"]
+
+
+def test_concurrent_retries_with_one_key_create_one_job(client: TestClient, team: Team):
+    training = upload(client, team, jsonl(support.CHAT))["id"]
+    body = {"model": "smollm2-135m", "training_file": training}
+    headers = {**team.headers, "Idempotency-Key": "race"}
+    results: list = []
+
+    def submit() -> None:
+        results.append(client.post(JOBS, json=body, headers=headers))
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in results] == [200] * 4
+    assert len({r.json()["id"] for r in results}) == 1
+    assert len(client.get(JOBS, headers=team.headers).json()["data"]) == 1
+
+
+def test_bad_idempotency_key_header(client: TestClient, team: Team):
+    training = upload(client, team, jsonl(support.CHAT))["id"]
+    body = {"model": "smollm2-135m", "training_file": training}
+    response = client.post(JOBS, json=body, headers={**team.headers, "Idempotency-Key": "x" * 300})
+    assert_error(response, 400, "Idempotency-Key")
+
+
+def test_list_paginates_and_filters_by_metadata(client: TestClient, team: Team):
+    training = upload(client, team, jsonl(support.CHAT))["id"]
+    ids = [
+        create_job(client, team, training_file=training, metadata={"run": str(i % 2)})["id"]
+        for i in range(5)
+    ]
+    newest_first = list(reversed(ids))
+    page = client.get(f"{JOBS}?limit=2", headers=team.headers).json()
+    assert page["object"] == "list" and page["has_more"] is True
+    seen = [j["id"] for j in page["data"]]
+    while page["has_more"]:
+        page = client.get(f"{JOBS}?limit=2&after={seen[-1]}", headers=team.headers).json()
+        seen += [j["id"] for j in page["data"]]
+    assert seen == newest_first
+    odd = client.get(f"{JOBS}?metadata[run]=1", headers=team.headers).json()["data"]
+    assert [j["id"] for j in odd] == [ids[3], ids[1]]
+    none = client.get(f"{JOBS}?metadata[run]=7", headers=team.headers).json()["data"]
+    assert none == []
+    assert_error(client.get(f"{JOBS}?limit=500", headers=team.headers), 400, "limit")
+    assert_error(client.get(f"{JOBS}?after=ftjob-nope", headers=team.headers), 400, "after")
+    bad_key = client.get(f"{JOBS}?metadata[a%20b]=1", headers=team.headers)
+    assert_error(bad_key, 400, "metadata[a b]")
+
+
+def test_another_teams_job_answers_404_everywhere(client: TestClient, team: Team, other_team: Team):
+    job = create_job(client, team)
+    paths = [
+        ("get", ""),
+        ("post", "/cancel"),
+        ("get", "/events"),
+        ("get", "/events/stream"),
+        ("get", "/checkpoints"),
+        ("get", "/allocation"),
+        ("get", "/allocation.png"),
+        ("get", "/adapter"),
+    ]
+    for method, suffix in paths:
+        response = getattr(client, method)(
+            f"{JOBS}/{job['id']}{suffix}", headers=other_team.headers
+        )
+        assert_error(response, 404, "job_id", "job_not_found")
+    assert client.get(JOBS, headers=other_team.headers).json()["data"] == []
+    # The other team's cancel did nothing.
+    assert client.get(f"{JOBS}/{job['id']}", headers=team.headers).json()["status"] == "queued"
+
+
+def test_unknown_and_malformed_job_ids_are_404(client: TestClient, team: Team):
+    for job_id in ("ftjob-doesnotexist", "nonsense", "ftjob-%00"):
+        assert_error(client.get(f"{JOBS}/{job_id}", headers=team.headers), 404, "job_id")
+
+
+def test_cancel_a_queued_job(client: TestClient, team: Team):
+    job = create_job(client, team)
+    cancelled = client.post(f"{JOBS}/{job['id']}/cancel", headers=team.headers)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["finished_at"] is not None
+    again = client.post(f"{JOBS}/{job['id']}/cancel", headers=team.headers)
+    assert again.json()["status"] == "cancelled"
+    events = client.get(f"{JOBS}/{job['id']}/events", headers=team.headers).json()["data"]
+    assert events[0]["message"] == "Job cancelled before it started"
+    assert sum("cancelled" in e["message"] for e in events) == 1
+
+
+def test_cancel_a_running_job_asks_the_worker(client: TestClient, team: Team, database: Database):
+    job = create_job(client, team)
+    with database.transaction() as session:
+        assert repository.claim(session, job["id"], "worker-1")
+    cancelled = client.post(f"{JOBS}/{job['id']}/cancel", headers=team.headers).json()
+    assert cancelled["status"] == "cancelling" and cancelled["finished_at"] is None
+    with database.transaction() as session:  # the worker stops and says so
+        assert repository.transition(
+            session, job["id"], expected=JobStatus.CANCELLING, to=JobStatus.CANCELLED
+        )
+    final = client.get(f"{JOBS}/{job['id']}", headers=team.headers).json()
+    assert final["status"] == "cancelled" and final["finished_at"] is not None
+
+
+def test_finished_jobs_cannot_be_cancelled(client: TestClient, team: Team, database: Database):
+    job = create_job(client, team)
+    with database.transaction() as session:
+        assert repository.claim(session, job["id"], "worker-1")
+        assert repository.transition(
+            session, job["id"], expected=JobStatus.RUNNING, to=JobStatus.SUCCEEDED
+        )
+    refused = client.post(f"{JOBS}/{job['id']}/cancel", headers=team.headers)
+    assert_error(refused, 409, "job_id", "job_not_cancellable")
+    assert client.get(f"{JOBS}/{job['id']}", headers=team.headers).json()["status"] == "succeeded"

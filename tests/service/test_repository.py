@@ -1,0 +1,149 @@
+"""The guarded job transitions the API and the worker share: of two racing writers exactly one wins."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.db import Database
+from service.jobs import repository
+from service.jobs.lifecycle import ACTIVE, ALLOWED, TERMINAL, JobStatus, check_transition
+from service.jobs.models import Job
+from tests.service.support import Team, create_job
+
+
+def _job(database: Database, job_id: str) -> Job:
+    with database.transaction() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def test_only_one_of_two_workers_claims_a_job(client: TestClient, team: Team, database: Database):
+    job_id = create_job(client, team)["id"]
+    with database.transaction() as session:
+        assert repository.claim(session, job_id, "worker-a") is True
+    with database.transaction() as session:
+        assert repository.claim(session, job_id, "worker-b") is False
+    job = _job(database, job_id)
+    assert (job.status, job.worker_id, job.attempt, job.phase) == (
+        "running",
+        "worker-a",
+        1,
+        "loading",
+    )
+    assert job.started_at is not None and job.heartbeat_at is not None
+
+
+def test_concurrent_claims_have_one_winner(client: TestClient, team: Team, database: Database):
+    job_id = create_job(client, team)["id"]
+    wins: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def claim(worker: str) -> None:
+        barrier.wait()
+        with database.transaction() as session:
+            if repository.claim(session, job_id, worker):
+                wins.append(worker)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(wins) == 1
+    assert _job(database, job_id).worker_id == wins[0]
+
+
+def test_a_cancelled_job_is_never_claimed(client: TestClient, team: Team, database: Database):
+    job = create_job(client, team)
+    client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=team.headers)
+    with database.transaction() as session:
+        assert repository.claim(session, job["id"], "worker-a") is False
+    assert _job(database, job["id"]).status == "cancelled"
+
+
+def test_heartbeat_and_phase_belong_to_the_holder(
+    client: TestClient, team: Team, database: Database
+):
+    job_id = create_job(client, team)["id"]
+    with database.transaction() as session:
+        assert repository.claim(session, job_id, "worker-a")
+        assert repository.heartbeat(session, job_id, "worker-a", trained_tokens=123)
+        assert not repository.heartbeat(session, job_id, "worker-b")
+        assert repository.set_phase(session, job_id, "worker-a", "training")
+        assert not repository.set_phase(session, job_id, "worker-b", "exporting")
+    job = _job(database, job_id)
+    assert (job.phase, job.trained_tokens) == ("training", 123)
+    with pytest.raises(ValueError), database.transaction() as session:
+        repository.set_phase(session, job_id, "worker-a", "dreaming")
+
+
+def test_requeue_then_reclaim_counts_attempts(client: TestClient, team: Team, database: Database):
+    job_id = create_job(client, team)["id"]
+    with database.transaction() as session:
+        assert repository.claim(session, job_id, "worker-a")
+        # The reconciler hands back a job whose worker went silent.
+        assert repository.transition(
+            session, job_id, expected=JobStatus.RUNNING, to=JobStatus.QUEUED, worker_id=None
+        )
+        assert repository.claim(session, job_id, "worker-b")
+    job = _job(database, job_id)
+    assert (job.worker_id, job.attempt) == ("worker-b", 2)
+
+
+def test_finishing_stamps_finished_at_and_results(
+    client: TestClient, team: Team, database: Database
+):
+    job_id = create_job(client, team)["id"]
+    with database.transaction() as session:
+        repository.claim(session, job_id, "worker-a")
+        assert repository.transition(
+            session,
+            job_id,
+            expected=JobStatus.RUNNING,
+            to=JobStatus.FAILED,
+            error={"code": "user_bad_data", "message": "no usable row", "param": "training_file"},
+        )
+        # A second writer with a stale view changes nothing.
+        assert not repository.transition(
+            session, job_id, expected=JobStatus.RUNNING, to=JobStatus.SUCCEEDED
+        )
+    body = client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=team.headers).json()
+    assert body["status"] == "failed" and body["finished_at"] is not None
+    assert body["error"] == {
+        "code": "user_bad_data",
+        "message": "no usable row",
+        "param": "training_file",
+    }
+
+
+def test_the_lifecycle_table():
+    for status in TERMINAL:
+        assert ALLOWED[status] == frozenset()
+    assert JobStatus.CANCELLING in ACTIVE
+    check_transition("queued", "running")
+    with pytest.raises(ValueError):
+        check_transition("succeeded", "running")
+    with pytest.raises(ValueError):
+        check_transition("queued", "succeeded")
+
+
+def test_an_impossible_transition_is_refused_before_any_sql(database: Database):
+    with pytest.raises(ValueError), database.transaction() as session:
+        repository.transition(
+            session, "ftjob-x", expected=JobStatus.SUCCEEDED, to=JobStatus.RUNNING
+        )
+
+
+def test_listing_for_the_scheduler(client: TestClient, team: Team, database: Database):
+    low = create_job(client, team, priority=0)["id"]
+    high = create_job(client, team, priority=5)["id"]
+    with database.transaction() as session:
+        queued = [j.id for j in repository.jobs_in_status(session, "queued") if j.id in (low, high)]
+        assert queued == [high, low]
+        repository.claim(session, high, "w")
+        assert repository.running_count_for_team(session, team.id) == 1
+        assert repository.count_by_status(session)["running"] >= 1
