@@ -15,7 +15,7 @@ from service.files import service
 from service.files.schemas import FileOut
 from service.files.upload import receive_upload
 from service.pagination import After, Limit
-from service.schemas import Deleted, ListPage
+from service.schemas import PRINTABLE, Deleted, ListPage
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["files"])
@@ -77,7 +77,7 @@ def list_files(
     session: DbSession,
     after: After = None,
     limit: Limit = 20,
-    purpose: Annotated[str | None, Query(max_length=32)] = None,
+    purpose: Annotated[str | None, Query(max_length=32, pattern=PRINTABLE)] = None,
     order: Literal["asc", "desc"] = "desc",
 ) -> ListPage[FileOut]:
     rows, has_more = service.list_files(session, team.id, after, limit, purpose, order)

@@ -41,6 +41,7 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 _METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
+MAX_METADATA_VALUE = 512
 
 
 def _metadata_filter(request: Request) -> dict[str, str]:
@@ -52,6 +53,8 @@ def _metadata_filter(request: Request) -> dict[str, str]:
             key = found.group(1)
             if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", key):
                 raise InvalidRequest(f"invalid metadata key {key!r}", param=name)
+            if len(value) > MAX_METADATA_VALUE or not value.isprintable():
+                raise InvalidRequest("metadata values are printable, at most 512 chars", param=name)
             wanted[key] = value
     return wanted
 

@@ -15,6 +15,9 @@ Auto = Literal["auto"]
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=512, pattern=PRINTABLE)]
 FileRef = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+ModuleName = Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)]
+# Far above any useful LoRA rank; it keeps absurd values a clear 400 rather than a failed job.
+MAX_RANK = 4096
 
 
 class Hyperparameters(BaseModel):
@@ -53,20 +56,20 @@ class AdapterSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["gora", "lora"] | None = None
-    r_ref: int | None = None
+    r_ref: Annotated[int, Field(ge=1, le=MAX_RANK)] | None = None
     alpha: float | None = None
-    target_modules: list[str] | str | None = None
-    r_min: int | None = None
-    r_max: int | None = None
-    probe_steps: int | None = None
+    target_modules: Annotated[list[ModuleName], Field(max_length=256)] | ModuleName | None = None
+    r_min: Annotated[int, Field(ge=0, le=MAX_RANK)] | None = None
+    r_max: Annotated[int, Field(ge=1, le=MAX_RANK)] | None = None
+    probe_steps: Annotated[int, Field(ge=1, le=100_000)] | None = None
     gamma: float | None = None
     importance: str | None = None
     allocation: str | None = None
     features: str | None = None
     lr_ratio_b: float | None = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     lora_dropout: float | None = None
-    modules_to_save: list[str] | None = None
+    modules_to_save: Annotated[list[ModuleName], Field(max_length=256)] | None = None
 
 
 class GpuRequest(BaseModel):

@@ -115,7 +115,9 @@ def test_bad_inputs_name_the_field(client: TestClient, team: Team, other_team: T
     }
     _refused(client, team, both, "hyperparameters")
     _refused(client, team, {**base, "method": {"type": "dpo"}}, "method.type")
-    _refused(client, team, {**base, "adapter": {"r_ref": 0}}, "adapter.r_ref", "invalid_adapter")
+    _refused(client, team, {**base, "adapter": {"r_ref": 0}}, "adapter.r_ref")
+    _refused(client, team, {**base, "adapter": {"r_ref": 10**9}}, "adapter.r_ref")
+    _refused(client, team, {**base, "adapter": {"alpha": 0}}, "adapter.alpha", "invalid_adapter")
     _refused(client, team, {**base, "adapter": {"importance": "vibes"}}, "adapter.importance")
     _refused(client, team, {**base, "adapter": {"r_min": 9, "r_ref": 8}}, "adapter")
     _refused(client, team, {**base, "adapter": {"rank": 8}}, "adapter.rank")

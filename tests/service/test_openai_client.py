@@ -1,0 +1,83 @@
+"""The official ``openai`` client, unchanged, against the app served by uvicorn on loopback."""
+
+from __future__ import annotations
+
+import io
+
+import openai
+import pytest
+
+from tests.service import support
+from tests.service.support import Team, jsonl
+
+
+@pytest.fixture
+def openai_client(live_url: str, team: Team) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0, timeout=30)
+
+
+def test_files_and_fine_tuning_jobs(openai_client: openai.OpenAI):
+    uploaded = openai_client.files.create(
+        file=("train.jsonl", io.BytesIO(jsonl(support.CHAT))), purpose="fine-tune"
+    )
+    assert uploaded.id.startswith("file-") and uploaded.status == "processed"
+    assert uploaded.bytes == len(jsonl(support.CHAT)) and uploaded.filename == "train.jsonl"
+
+    job = openai_client.fine_tuning.jobs.create(
+        model="smollm2-135m",
+        training_file=uploaded.id,
+        suffix="sdk",
+        seed=3,
+        metadata={"source": "sdk"},
+        hyperparameters={"n_epochs": 1, "batch_size": 2},
+        extra_body={"adapter": {"r_ref": 4, "probe_steps": 2}},
+    )
+    assert job.object == "fine_tuning.job" and job.id.startswith("ftjob-")
+    assert job.status == "queued" and job.training_file == uploaded.id
+    assert job.hyperparameters.n_epochs == 1 and job.hyperparameters.batch_size == 2
+    assert job.seed == 3 and job.metadata == {"source": "sdk"}
+    assert isinstance(job.created_at, int)
+
+    retrieved = openai_client.fine_tuning.jobs.retrieve(job.id)
+    assert retrieved.id == job.id and retrieved.model == "smollm2-135m"
+
+    listed = openai_client.fine_tuning.jobs.list(limit=10, metadata={"source": "sdk"})
+    assert [j.id for j in listed.data] == [job.id]
+    assert listed.has_more is False
+
+    cancelled = openai_client.fine_tuning.jobs.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+
+    events = openai_client.fine_tuning.jobs.list_events(job.id, limit=10)
+    assert events.data[0].object == "fine_tuning.job.event"
+    assert events.data[0].message == "Job cancelled before it started"
+    assert all(e.level in ("info", "warn", "error") for e in events.data)
+
+
+def test_pages_follow_the_cursor(openai_client: openai.OpenAI):
+    uploaded = openai_client.files.create(
+        file=("t.jsonl", io.BytesIO(jsonl(support.TEXT))), purpose="fine-tune"
+    )
+    created = [
+        openai_client.fine_tuning.jobs.create(model="smollm2-135m", training_file=uploaded.id).id
+        for _ in range(3)
+    ]
+    # Iterating a page follows has_more/after through every page.
+    seen = [j.id for j in openai_client.fine_tuning.jobs.list(limit=2)]
+    assert seen == list(reversed(created))
+
+
+def test_errors_arrive_as_openai_exceptions(openai_client: openai.OpenAI):
+    with pytest.raises(openai.BadRequestError) as bad:
+        openai_client.fine_tuning.jobs.create(model="smollm2-135m", training_file="file-nope")
+    assert bad.value.status_code == 400
+    assert bad.value.param == "training_file"
+    assert bad.value.code == "file_not_found"
+    with pytest.raises(openai.NotFoundError):
+        openai_client.fine_tuning.jobs.retrieve("ftjob-nope")
+
+
+def test_a_wrong_key_is_an_authentication_error(live_url: str):
+    client = openai.OpenAI(base_url=f"{live_url}/v1", api_key="gsk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        client.fine_tuning.jobs.list()
