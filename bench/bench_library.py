@@ -1,0 +1,237 @@
+"""Cost of GoRA next to plain LoRA on a real model, measured side by side in one run.
+
+    .venv/bin/python bench/bench_library.py                 # smollm2-135m, CPU, all-linear, r_ref 8
+
+Prints three ratios (issue 2's targets in brackets):
+  1. training-step throughput, GoRA / PEFT LoRA at the same r_ref and targets   [>= 0.97]
+  2. probing time per batch / LoRA training-step time                          [<= 1.5]
+  3. (peak memory while probing - peak while LoRA-training) / (4 B x target weights)  [<= 1.1]
+Step times are interleaved (GoRA, LoRA, LoRA, GoRA, ...) so drift in the machine's speed hits both.
+Peak memory is measured in a fresh child process per mode: on CUDA with the allocator's peak counter,
+on CPU with the process's peak resident set (VmHWM, reset after the model is loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gora import GoraConfig, get_gora_model, load_base_model
+from gora.probe import probe_gradients
+from gora.targets import resolve_targets
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "instructions.jsonl"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=8, help="timed training steps per method")
+    parser.add_argument("--probe-steps", type=int, default=8)
+    parser.add_argument("--r-ref", type=int, default=8)
+    parser.add_argument("--targets", default="all-linear", help="'all-linear' or comma-separated")
+    parser.add_argument("--memory-child", choices=["probe", "lora"], help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def targets_of(args) -> str | list[str]:
+    return args.targets if args.targets == "all-linear" else args.targets.split(",")
+
+
+def text_corpus() -> str:
+    """Real English text for the batches: the demo's instruction set, rendered as plain text."""
+    lines = []
+    for raw in EXAMPLES.read_text().splitlines():
+        row = json.loads(raw)
+        lines.extend(m["content"] for m in row.get("messages", []))
+    return "\n".join(lines)
+
+
+def make_batches(tokenizer, args, count: int, device: str) -> list[dict[str, torch.Tensor]]:
+    """``count`` full batches of ``seq_len`` tokens cut from the corpus (no padding: equal cost)."""
+    ids = tokenizer(text_corpus(), return_tensors="pt").input_ids[0]
+    per_batch = args.batch_size * args.seq_len
+    while len(ids) < count * per_batch:
+        ids = torch.cat([ids, ids])
+    chunks = ids[: count * per_batch].view(count, args.batch_size, args.seq_len).to(device)
+    return [{"input_ids": c, "attention_mask": torch.ones_like(c), "labels": c} for c in chunks]
+
+
+def load(args):
+    model, tokenizer = load_base_model(args.model, "causal_lm")
+    return model.to(args.device), tokenizer
+
+
+def make_optimizer(model) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed_step(model, optimizer, batch, device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    model(**batch).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def measure_speed(args) -> dict[str, float]:
+    base_gora, tokenizer = load(args)
+    base_lora, _ = load(args)
+    batches = make_batches(tokenizer, args, max(args.steps, args.probe_steps) + 2, args.device)
+    cfg = dict(r_ref=args.r_ref, target_modules=targets_of(args), probe_steps=args.probe_steps)
+    gora = get_gora_model(base_gora, GoraConfig(**cfg), batches).train()
+    lora = get_gora_model(base_lora, GoraConfig(type="lora", **cfg)).train()
+    optimizers = {"gora": make_optimizer(gora), "lora": make_optimizer(lora)}
+    models = {"gora": gora, "lora": lora}
+    for name in models:  # warm-up: first steps allocate optimizer state and caches
+        timed_step(models[name], optimizers[name], batches[0], args.device)
+    times: dict[str, list[float]] = {"gora": [], "lora": []}
+    for i in range(args.steps):
+        order = ("gora", "lora") if i % 2 == 0 else ("lora", "gora")
+        for name in order:
+            times[name].append(timed_step(models[name], optimizers[name], batches[i], args.device))
+    lora_step = statistics.median(times["lora"])
+    probe_time = time_probe(args, batches)
+    return {
+        "gora_step_s": statistics.median(times["gora"]),
+        "lora_step_s": lora_step,
+        "probe_batch_s": probe_time,
+        "trainable_gora": sum(p.numel() for p in gora.parameters() if p.requires_grad),
+        "trainable_lora": sum(p.numel() for p in lora.parameters() if p.requires_grad),
+        "rank_range": [min(gora.gora_report.ranks.values()), max(gora.gora_report.ranks.values())],
+    }
+
+
+def time_probe(args, batches) -> float:
+    """Seconds per probed batch on a fresh base model (the probe's own loop, accumulators included)."""
+    base, _ = load(args)
+    names = list(resolve_targets(base, targets_of(args)))
+    probe_gradients(base, names, batches[:1], steps=1)  # warm-up
+    sync(args.device)
+    start = time.perf_counter()
+    probe_gradients(base, names, batches, steps=args.probe_steps)
+    sync(args.device)
+    return (time.perf_counter() - start) / args.probe_steps
+
+
+# --- peak memory, one child process per mode --------------------------------------------------
+
+
+def _reset_peak(device: str) -> int:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
+    return _status_bytes("VmRSS")
+
+
+def _peak(device: str) -> int:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated()
+    return _status_bytes("VmHWM")
+
+
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(args) -> None:
+    """Peak memory above the loaded model for one mode; prints one JSON line."""
+    base, tokenizer = load(args)
+    batches = make_batches(tokenizer, args, args.probe_steps, args.device)
+    names = list(resolve_targets(base, targets_of(args)))
+    target_params = sum(dict(base.named_modules())[n].weight.numel() for n in names)
+    if args.memory_child == "probe":
+        baseline = _reset_peak(args.device)
+        probe_gradients(base, names, batches, steps=args.probe_steps)
+    else:
+        cfg = GoraConfig(type="lora", r_ref=args.r_ref, target_modules=targets_of(args))
+        model = get_gora_model(base, cfg).train()
+        optimizer = make_optimizer(model)
+        baseline = _reset_peak(args.device)
+        for batch in batches:
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    print(
+        json.dumps(
+            {"peak_above_model": _peak(args.device) - baseline, "target_params": target_params}
+        )
+    )
+
+
+def measure_memory(args) -> dict[str, int]:
+    results = {}
+    for mode in ("probe", "lora"):
+        command = [sys.executable, __file__, "--memory-child", mode, *sys.argv[1:]]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[mode] = json.loads(output.strip().splitlines()[-1])
+    return {
+        "probe_peak": results["probe"]["peak_above_model"],
+        "lora_peak": results["lora"]["peak_above_model"],
+        "target_params": results["probe"]["target_params"],
+    }
+
+
+def report(args, speed, memory) -> None:
+    throughput_ratio = speed["lora_step_s"] / speed["gora_step_s"]
+    probe_ratio = speed["probe_batch_s"] / speed["lora_step_s"]
+    accumulators = 4 * memory["target_params"]
+    memory_ratio = (memory["probe_peak"] - memory["lora_peak"]) / accumulators
+    mib = 2**20
+    print(
+        f"model {args.model} on {args.device}; batch {args.batch_size} x {args.seq_len} tokens; "
+        f"r_ref {args.r_ref}; targets {args.targets}; GoRA ranks {speed['rank_range']}"
+    )
+    print(f"trainable params: GoRA {speed['trainable_gora']:,}  LoRA {speed['trainable_lora']:,}")
+    print(
+        f"step time (median of {args.steps}): GoRA {speed['gora_step_s']:.3f} s  "
+        f"LoRA {speed['lora_step_s']:.3f} s"
+    )
+    print(f"1. throughput GoRA/LoRA:           {throughput_ratio:.3f}   (target >= 0.97)")
+    print(
+        f"2. probe batch / LoRA step:        {probe_ratio:.3f}   (target <= 1.5; "
+        f"probe {speed['probe_batch_s']:.3f} s/batch)"
+    )
+    print(
+        f"3. (probe peak - LoRA peak) / 4B·W: {memory_ratio:.3f}   (target <= 1.1; probe "
+        f"{memory['probe_peak'] / mib:.0f} MiB, LoRA {memory['lora_peak'] / mib:.0f} MiB, "
+        f"accumulators {accumulators / mib:.0f} MiB)"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    torch.manual_seed(0)
+    if args.memory_child:
+        memory_child(args)
+        return
+    memory = measure_memory(args)
+    speed = measure_speed(args)
+    report(args, speed, memory)
+
+
+if __name__ == "__main__":
+    main()
