@@ -1,0 +1,53 @@
+"""``results.json`` (the table's rows), ``lr_search.json`` (validation scores) and per-run records.
+
+Rows are appended and the file rewritten atomically after each run, so a stopped session loses at
+most the run in progress; ``has_rows`` lets the runner skip what is already there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
+QUICK_RESULTS = HERE / "out" / "results_quick.json"  # quick runs never enter the table
+LR_SEARCH = HERE / "lr_search.json"
+RUNS = HERE / "runs"  # one JSON per run: losses, allocation (GoRA), settings
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    all_rows = read_rows(path) + rows
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(all_rows, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def has_rows(path: Path, task: str, method: str, seed: int) -> bool:
+    return any(
+        r["task"] == task and r["method"] == method and r["seed"] == seed for r in read_rows(path)
+    )
+
+
+def searched(task: str, method: str) -> dict[float, dict[str, Any]]:
+    """Learning rate -> its validation record, for the rates already tried."""
+    return {r["lr"]: r for r in read_rows(LR_SEARCH) if r["task"] == task and r["method"] == method}
+
+
+def run_name(task: str, method: str, seed: int, lr: float, quick: bool) -> str:
+    return f"{'quick-' if quick else ''}{task}-{method}-seed{seed}-lr{lr:g}"
+
+
+def write_run(name: str, record: dict[str, Any], quick: bool) -> Path:
+    folder = HERE / "out" / "runs" if quick else RUNS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(record) + "\n")
+    return path

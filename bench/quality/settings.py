@@ -1,0 +1,101 @@
+"""The settings of each task, full and quick: sizes chosen for one shared CPU core (docs/benchmarks.md).
+
+Every method of a task gets the same data, steps, batch order (the seed) and learning-rate grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+METHODS = (
+    "lora",
+    "gora",
+    "gora_gamma0",
+    "gora_fixed_rank",
+    "pissa",
+    "lora_ga",
+    "eva",
+    "adalora",
+    "full",
+)
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    task: str
+    model: str
+    hf_task: str
+    targets: str | tuple[str, ...]
+    max_length: int
+    n_train: int  # training subsample (after the validation carve-out)
+    n_valid: int  # validation rows carved from train: the learning rate is chosen on these
+    n_test: int | None  # None: the whole test split
+    batch_size: int
+    n_epochs: float
+    probe_steps: int  # GoRA probe batches (and LoRA-GA / EVA preprocessing batches)
+    lr_grid: tuple[float, ...]
+    max_new_tokens: int = 0  # generation tasks only
+    r_ref: int = 8
+    alpha: float = 16.0
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return ("accuracy", "macro_f1") if self.task == "r8" else ("exact_match",)
+
+    @property
+    def selection_metric(self) -> str:
+        # Accuracy on R8, as in the calibration pilot (issue 6).
+        return "accuracy" if self.task == "r8" else "exact_match"
+
+
+R8 = TaskSettings(
+    task="r8",
+    model="minilm-l6",
+    hf_task="sequence_classification",
+    targets="all-linear",
+    max_length=64,
+    n_train=2000,
+    n_valid=500,
+    n_test=None,
+    batch_size=16,
+    n_epochs=1,
+    probe_steps=32,
+    lr_grid=(1e-4, 2e-4, 5e-4),
+)
+
+ARITHMETIC = TaskSettings(
+    task="arithmetic",
+    model="smollm2-135m",
+    hf_task="causal_lm",
+    targets="all-linear",
+    max_length=96,
+    n_train=512,
+    n_valid=100,
+    n_test=200,
+    batch_size=8,
+    n_epochs=1,
+    probe_steps=16,
+    lr_grid=(2e-4, 5e-4),
+    max_new_tokens=64,
+)
+
+# Quick mode: one seed, one learning rate (docs/training.md's default per method), far fewer steps;
+# a smoke test for regressions in gora/, not a measurement.
+QUICK = {
+    "r8": TaskSettings(**{**R8.__dict__, "n_train": 512, "n_valid": 200, "probe_steps": 8}),
+    "arithmetic": TaskSettings(
+        **{**ARITHMETIC.__dict__, "n_train": 160, "n_valid": 50, "n_test": 100, "probe_steps": 8}
+    ),
+}
+QUICK_LR = {"r8": {"gora": 2e-4}, "arithmetic": {}}
+QUICK_DEFAULT_LR = {"r8": 1e-4, "arithmetic": 2e-4}
+
+
+def settings_for(task: str, quick: bool) -> TaskSettings:
+    if quick:
+        return QUICK[task]
+    return {"r8": R8, "arithmetic": ARITHMETIC}[task]
+
+
+def quick_lr(task: str, method: str) -> float:
+    return QUICK_LR[task].get(method, QUICK_DEFAULT_LR[task])
