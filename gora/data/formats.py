@@ -173,9 +173,14 @@ def validate_lines(lines: Iterable[str | bytes], max_errors: int = 10) -> FileRe
     return report
 
 
-def read_jsonl(path: str) -> tuple[str, list[dict[str, Any]]]:
-    """Reads a JSONL file for training: (format, rows); the first bad row raises DataFormatError."""
+def read_jsonl_lines(path: str) -> tuple[str, list[dict[str, Any]], list[int]]:
+    """Reads a JSONL file for training: (format, rows, each row's 1-based line number).
+
+    The first bad row raises DataFormatError. Line numbers matter when the file has blank lines:
+    errors found later (while encoding) must still point at the right line.
+    """
     rows: list[dict[str, Any]] = []
+    numbers: list[int] = []
     kind: str | None = None
     with open(path, encoding="utf-8") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -190,6 +195,13 @@ def read_jsonl(path: str) -> tuple[str, list[dict[str, Any]]]:
                     number, None, f"is {row_kind} but the file's first row is {kind}"
                 )
             rows.append(row)
+            numbers.append(number)
     if kind is None:
         raise DataFormatError(1, None, "the file has no rows")
+    return kind, rows, numbers
+
+
+def read_jsonl(path: str) -> tuple[str, list[dict[str, Any]]]:
+    """Reads a JSONL file for training: (format, rows); the first bad row raises DataFormatError."""
+    kind, rows, _ = read_jsonl_lines(path)
     return kind, rows
