@@ -40,7 +40,9 @@ def _buy(rng: random.Random, name: str, item: str, value: int) -> tuple[str, str
 
 
 def _give(rng: random.Random, name: str, item: str, value: int) -> tuple[str, str, int]:
-    given = rng.randint(1, max(1, value - 1))
+    if value < 2:  # nothing to give away without reaching zero: buy instead
+        return _buy(rng, name, item, value)
+    given = rng.randint(1, value - 1)
     friend = rng.choice(FRIENDS)
     text = f"{name} gives {given} {item} to {friend}."
     return text, f"{value} - {given} = {value - given}.", value - given

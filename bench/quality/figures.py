@@ -1,0 +1,104 @@
+"""Figures for docs/benchmarks.md from the run records in bench/quality/runs/ (Pillow; no matplotlib here).
+
+    python -m bench.quality.figures        # writes bench/quality/figures/*.png
+
+- ``loss_<task>.png``: training loss per step (moving average of 10) of every method's seed-0 test
+  run, at the learning rate its validation search chose;
+- ``allocation_<task>.png``: GoRA's rank per layer (seed 0), with the service's own heatmap renderer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from bench.quality.results import HERE, RUNS
+from service.jobs.heatmap import render_heatmap
+
+FIGURES = HERE / "figures"
+COLOURS = {
+    "lora": (31, 119, 180),
+    "gora": (214, 39, 40),
+    "gora_gamma0": (255, 127, 14),
+    "gora_fixed_rank": (148, 103, 189),
+    "pissa": (44, 160, 44),
+    "lora_ga": (140, 86, 75),
+    "eva": (127, 127, 127),
+}
+WIDTH, HEIGHT, PAD = 720, 420, 56
+
+
+def test_runs(task: str, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """method -> its run record with test scores for ``seed``."""
+    runs = {}
+    for path in sorted(RUNS.glob(f"{task}-*-seed{seed}-*.json")):
+        record = json.loads(path.read_text())
+        if "test" in record:
+            runs[record["method"]] = record
+    return runs
+
+
+def moving_average(values: list[float], window: int = 10) -> list[float]:
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def loss_figure(task: str, runs: dict[str, dict[str, Any]]) -> Image.Image:
+    curves = {m: moving_average(r["losses"]) for m, r in runs.items() if r["losses"]}
+    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(image)
+    font = _font(12)
+    steps = max(len(c) for c in curves.values())
+    top = max(max(c) for c in curves.values())
+    box = (PAD, 30, WIDTH - 170, HEIGHT - PAD)
+
+    def point(step: int, loss: float) -> tuple[float, float]:
+        x = box[0] + (box[2] - box[0]) * step / max(steps - 1, 1)
+        return x, box[3] - (box[3] - box[1]) * loss / top
+
+    draw.rectangle(box, outline="black")
+    title = f"{task}: training loss (moving average of 10 steps), seed 0, each at its chosen lr"
+    draw.text((PAD, 8), title, fill="black", font=font)
+    for frac in (0, 0.25, 0.5, 0.75, 1):
+        y = box[3] - (box[3] - box[1]) * frac
+        draw.text((8, y - 6), f"{top * frac:.2f}", fill="black", font=font)
+    draw.text((box[0], box[3] + 8), "step 1", fill="black", font=font)
+    draw.text((box[2] - 50, box[3] + 8), f"step {steps}", fill="black", font=font)
+    for i, (method, curve) in enumerate(curves.items()):
+        colour = COLOURS.get(method, (0, 0, 0))
+        draw.line([point(s, v) for s, v in enumerate(curve)], fill=colour, width=2)
+        label = f"{method} (lr {runs[method]['lr']:g})"
+        draw.text((box[2] + 12, box[1] + 18 * i), label, fill=colour, font=font)
+    return image
+
+
+def main() -> None:
+    FIGURES.mkdir(exist_ok=True)
+    for task in ("r8", "arithmetic"):
+        runs = test_runs(task)
+        if not runs:
+            continue
+        loss_figure(task, runs).save(FIGURES / f"loss_{task}.png")
+        if runs.get("gora", {}).get("allocation"):
+            title = f"GoRA ranks, {task} (r_ref 8, bounds 4..32, seed 0)"
+            png = render_heatmap(runs["gora"]["allocation"], title)
+            (FIGURES / f"allocation_{task}.png").write_bytes(png)
+        print("wrote", ", ".join(sorted(p.name for p in FIGURES.glob(f"*_{task}.png"))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The markdown table of docs/benchmarks.md, from results.json and lr_search.json.
+
+    python -m bench.quality.table
+
+Mean ± sample standard deviation over the seeds present (the seed count is shown); percentages.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from bench.quality.results import LR_SEARCH, RESULTS, read_rows
+from bench.quality.settings import METHODS
+
+METRICS = {"r8": ("accuracy", "macro_f1"), "arithmetic": ("exact_match",)}
+
+
+def mean_std(values: list[float]) -> str:
+    mean = 100 * statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def lr_column(task: str, method: str) -> str:
+    tried = sorted(
+        (r for r in read_rows(LR_SEARCH) if r["task"] == task and r["method"] == method),
+        key=lambda r: r["lr"],
+    )
+    return ", ".join(
+        f"{r['lr']:g}: {100 * r['valid']:.1f}" + (" (div.)" if r["diverged"] else "") for r in tried
+    )
+
+
+def table(task: str) -> str:
+    metrics = METRICS[task]
+    by_method: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for row in read_rows(RESULTS):
+        if row["task"] == task:
+            by_method[row["method"]][row["metric"]].append(row["value"])
+            by_method[row["method"]]["_meta"].append(row)
+    head = ["method", "seeds", *metrics, "lr", "trainable params", "wall s", "init s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method in METHODS:
+        if method not in by_method:
+            continue
+        values, meta = by_method[method], by_method[method]["_meta"]
+        seeds = sorted({r["seed"] for r in meta})
+        cells = [method, str(len(seeds)), *(mean_std(values[m]) for m in metrics)]
+        cells.append(f"{meta[0]['lr']:g}")
+        cells.append(f"{meta[0]['trainable_params']:,}")
+        cells.append(f"{statistics.fmean(r['wall_s'] for r in meta):.0f}")
+        cells.append(f"{statistics.fmean(r['probe_s'] for r in meta):.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def search_table(task: str) -> str:
+    methods = sorted({r["method"] for r in read_rows(LR_SEARCH) if r["task"] == task})
+    metric = "accuracy" if task == "r8" else "exact_match"
+    lines = [f"| method | validation {metric} by lr (seed 0) |", "|---|---|"]
+    ordered = [m for m in METHODS if m in methods]
+    lines += [f"| {m} | {lr_column(task, m)} |" for m in ordered]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    for task in ("r8", "arithmetic"):
+        print(f"### {task}\n\n{table(task)}\n\n{search_table(task)}\n")
+
+
+if __name__ == "__main__":
+    main()
