@@ -30,10 +30,25 @@ def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+def _is_row(row: dict[str, Any], task: str, method: str, seed: int) -> bool:
+    return row["task"] == task and row["method"] == method and row["seed"] == seed
+
+
 def has_rows(path: Path, task: str, method: str, seed: int) -> bool:
-    return any(
-        r["task"] == task and r["method"] == method and r["seed"] == seed for r in read_rows(path)
-    )
+    return any(_is_row(r, task, method, seed) for r in read_rows(path))
+
+
+def row_lr(path: Path, task: str, method: str, seed: int) -> float | None:
+    rates = [r["lr"] for r in read_rows(path) if _is_row(r, task, method, seed)]
+    return rates[0] if rates else None
+
+
+def drop_rows(path: Path, task: str, method: str, seed: int) -> None:
+    """Removes a row group whose learning rate is no longer the search's choice (grid widened)."""
+    kept = [r for r in read_rows(path) if not _is_row(r, task, method, seed)]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(kept, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def searched(task: str, method: str) -> dict[float, dict[str, Any]]:

@@ -151,10 +151,12 @@ def run_row(task: str, method: str, seed: int, quick: bool) -> None:
     if method in SKIPPED:
         log(f"{task}/{method}: skipped: {SKIPPED[method]}")
         return
-    if results.has_rows(target, task, method, seed):
+    settings = settings_for(task, quick)
+    searched = set(results.searched(task, method))
+    search_done = quick or set(settings.lr_grid) <= searched
+    if search_done and results.has_rows(target, task, method, seed):
         log(f"{task}/{method}/seed {seed}: already in {target.name}, skipped")
         return
-    settings = settings_for(task, quick)
     data = task_rows(settings)
     trained = None
     if quick:
@@ -162,6 +164,13 @@ def run_row(task: str, method: str, seed: int, quick: bool) -> None:
     else:
         lr, trained = search_lr(method, settings, data, quick)
         trained = trained if seed == 0 else None
+        recorded = results.row_lr(target, task, method, seed)
+        if recorded == lr:
+            log(f"{task}/{method}/seed {seed}: already in {target.name} at lr {lr:g}, skipped")
+            return
+        if recorded is not None:  # the widened grid chose another rate: this row is redone
+            log(f"{task}/{method}/seed {seed}: recorded at lr {recorded:g}, best is now {lr:g}")
+            results.drop_rows(target, task, method, seed)
     if trained is None:
         log(f"{task}/{method}: lr {lr:g}, seed {seed}, training")
         trained = train_once(method, settings, data, seed, lr)

@@ -60,7 +60,7 @@ R8 = TaskSettings(
     batch_size=16,
     n_epochs=1,
     probe_steps=32,
-    lr_grid=(1e-4, 2e-4, 5e-4),
+    lr_grid=(1e-4, 2e-4, 5e-4, 1e-3),
 )
 
 ARITHMETIC = TaskSettings(
