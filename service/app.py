@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.auth import KeyCache
 from service.broker import JobQueue, make_celery
 from service.db import Database
 from service.errors import install_error_handlers
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database=database,
         storage=Storage(settings.storage_url),
         queue=JobQueue(make_celery(settings)),
+        key_cache=KeyCache(settings.auth_cache_ttl_s),
     )
 
     @asynccontextmanager

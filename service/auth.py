@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
-from service.db import DbSession
+from service.db import Database
 from service.errors import AuthenticationFailed, PermissionDenied
 from service.settings import Settings
 from service.teams import repository as teams_repository
-from service.teams.models import Team
 
 KEY_PREFIX = "gsk-"
 
@@ -40,11 +42,61 @@ def _token(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
-def current_team(credentials: BearerCredentials, session: DbSession) -> Team:
-    token = _token(credentials)
-    team = teams_repository.team_for_key_hash(session, hash_api_key(token))
+@dataclass(frozen=True)
+class TeamIdentity:
+    """Who a request acts for: enough to scope every query, cheap to cache."""
+
+    id: str
+    name: str
+
+
+class KeyCache:
+    """API key hash -> team, for ``ttl_s`` seconds, so that polling does not look the key up each time.
+
+    A deleted key is forgotten at once by the server that deleted it and within ``ttl_s`` by the
+    others; ``ttl_s = 0`` turns the cache off.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000):
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, TeamIdentity]] = {}
+
+    def get(self, key_hash: str) -> TeamIdentity | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, team: TeamIdentity) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # rare; a full cache only costs lookups
+        self._entries[key_hash] = (time.monotonic() + self.ttl_s, team)
+
+    def forget(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+
+def _lookup_team(database: Database, key_hash: str) -> TeamIdentity | None:
+    # Its own short transaction, not the request's: the connection is back in the pool before the
+    # request waits for a thread again, so requests never hold connections while queueing for threads.
+    with database.transaction() as session:
+        team = teams_repository.team_for_key_hash(session, key_hash)
+        return TeamIdentity(team.id, team.name) if team is not None else None
+
+
+async def current_team(credentials: BearerCredentials, request: Request) -> TeamIdentity:
+    key_hash = hash_api_key(_token(credentials))
+    runtime = request.app.state.runtime
+    cache: KeyCache = runtime.key_cache
+    team = cache.get(key_hash)
     if team is None:
-        raise AuthenticationFailed("invalid API key", param="Authorization")
+        team = await run_in_threadpool(_lookup_team, runtime.database, key_hash)
+        if team is None:
+            raise AuthenticationFailed("invalid API key", param="Authorization")
+        cache.put(key_hash, team)
     return team
 
 
@@ -58,5 +110,5 @@ def require_admin(credentials: BearerCredentials, request: Request) -> None:
         raise AuthenticationFailed("invalid admin token", param="Authorization")
 
 
-CurrentTeam = Annotated[Team, Depends(current_team)]
+CurrentTeam = Annotated[TeamIdentity, Depends(current_team)]
 AdminOnly = Depends(require_admin)

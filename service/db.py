@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+from anyio import CancelScope, CapacityLimiter, to_thread
 from fastapi import Depends, Request
 from sqlalchemy import JSON, BigInteger, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -64,13 +65,28 @@ class Database:
         session = self.sessions()
         try:
             yield session
+        except BaseException:
+            self.abandon(session)
+            raise
+        self.finish(session)
+
+    @staticmethod
+    def finish(session: Session) -> None:
+        """Commits and closes, then runs the after-commit actions (only once the commit stood)."""
+        try:
             session.commit()
         except BaseException:
-            session.rollback()
+            Database.abandon(session)
             raise
+        session.close()
+        run_after_commit(session)
+
+    @staticmethod
+    def abandon(session: Session) -> None:
+        try:
+            session.rollback()
         finally:
             session.close()
-        run_after_commit(session)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -92,10 +108,28 @@ def run_after_commit(session: Session) -> None:
             log.exception("after-commit action failed")
 
 
-def _request_session(request: Request) -> Iterator[Session]:
+async def _request_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session. Creating it does no I/O; ending it (commit or rollback, which do)
+    runs in a thread, so the event loop never waits on the database.
+
+    The ending thread is not drawn from the shared threadpool (as FastAPI does for the exits of
+    sync dependencies): a request holds a pooled connection until it ends, and if ending had to
+    wait for a free thread while every thread waited for a free connection, both would wait forever.
+    """
     database: Database = request.app.state.database
-    with database.transaction() as session:
+    session = database.sessions()
+    try:
         yield session
+    except BaseException:
+        with CancelScope(shield=True):
+            await to_thread.run_sync(database.abandon, session, limiter=CapacityLimiter(1))
+        raise
+    if session.in_transaction():
+        with CancelScope(shield=True):
+            await to_thread.run_sync(database.finish, session, limiter=CapacityLimiter(1))
+    else:  # the request never touched the database: nothing to commit
+        session.close()
+        run_after_commit(session)
 
 
 # One session per request. scope="function" commits before the response is sent, so a client that

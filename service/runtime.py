@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.auth import KeyCache
 from service.broker import JobQueue
 from service.db import Database
 from service.settings import Settings
@@ -19,6 +20,7 @@ class Runtime:
     database: Database
     storage: Storage
     queue: JobQueue
+    key_cache: KeyCache
 
 
 def _runtime(request: Request) -> Runtime:

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_gpus_per_job: int = Field(default=8, ge=1)
     # Redis re-delivers an unacknowledged message after this long; it must exceed the longest job.
     visibility_timeout_s: int = Field(default=48 * 3600, ge=60)
+    # How long a server trusts an API key it has looked up; a deleted key stops working on the
+    # other servers within this time (at once on the one that deleted it). 0 turns the cache off.
+    auth_cache_ttl_s: float = Field(default=2.0, ge=0)
     # How often the server-sent-events stream looks for new events.
     event_poll_interval_s: float = Field(default=1.0, gt=0)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -42,8 +42,14 @@ def get_for_team(session: Session, team_id: str, job_id: str) -> Job | None:
     """The team's job, or None for an unknown or another team's id (both answer 404)."""
     if not ids.is_id(ids.JOB, job_id):
         return None
-    query = select(Job).where(Job.id == job_id, Job.team_id == team_id)
-    return session.scalars(query).one_or_none()
+    params = {"job_id": job_id, "team_id": team_id}
+    return session.scalars(_JOB_FOR_TEAM, params).one_or_none()
+
+
+# Built once: job status is what clients poll, so the statement is not rebuilt on every request.
+_JOB_FOR_TEAM = select(Job).where(
+    Job.id == bindparam("job_id"), Job.team_id == bindparam("team_id")
+)
 
 
 def list_for_team(

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service import storage
 from service.auth import CurrentTeam
@@ -82,9 +84,16 @@ def list_jobs(
     return ListPage.of([JobOut.of(j) for j in rows], has_more, [j.id for j in rows])
 
 
+def _job_json(session: Session, team_id: str, job_id: str) -> bytes:
+    return JobOut.of(service.get_job(session, team_id, job_id)).model_dump_json().encode()
+
+
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def retrieve_job(job_id: str, team: CurrentTeam, session: DbSession) -> JobOut:
-    return JobOut.of(service.get_job(session, team.id, job_id))
+async def retrieve_job(job_id: str, team: CurrentTeam, session: DbSession) -> Response:
+    # The endpoint clients poll: the query and the serialisation share one threadpool hop, and the
+    # JSON goes out as is (FastAPI would otherwise validate the returned model a second time).
+    body = await run_in_threadpool(_job_json, session, team.id, job_id)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)

@@ -26,6 +26,7 @@ def add(session: Session, row: Team | ApiKey) -> None:
     session.flush()
 
 
-def delete_api_key(session: Session, key_id: str) -> bool:
-    result = session.execute(delete(ApiKey).where(ApiKey.id == key_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def delete_api_key(session: Session, key_id: str) -> str | None:
+    """Deletes the key; returns its hash (for caches to forget), or None when there was none."""
+    statement = delete(ApiKey).where(ApiKey.id == key_id).returning(ApiKey.key_hash)
+    return session.scalar(statement)

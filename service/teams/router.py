@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body
 
 from service.auth import AdminOnly
 from service.db import DbSession
+from service.runtime import CurrentRuntime
 from service.schemas import Deleted
 from service.teams import service
 from service.teams.schemas import ApiKeyCreate, ApiKeyOut, TeamCreate, TeamOut
@@ -29,6 +30,6 @@ def create_api_key(
 
 
 @router.delete("/api_keys/{key_id}", response_model=Deleted)
-def delete_api_key(key_id: str, session: DbSession) -> Deleted:
-    service.revoke_api_key(session, key_id)
+def delete_api_key(key_id: str, session: DbSession, runtime: CurrentRuntime) -> Deleted:
+    service.revoke_api_key(session, key_id, runtime.key_cache)
     return Deleted(id=key_id, object="api_key")

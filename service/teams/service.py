@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from service import ids
-from service.auth import hash_api_key, new_api_key
+from service.auth import KeyCache, hash_api_key, new_api_key
+from service.db import after_commit
 from service.errors import Conflict, NotFound
 from service.teams import repository
 from service.teams.models import ApiKey, Team
@@ -35,6 +36,10 @@ def issue_api_key(session: Session, team_id: str, name: str | None = None) -> tu
     return row, key
 
 
-def revoke_api_key(session: Session, key_id: str) -> None:
-    if not ids.is_id(ids.API_KEY, key_id) or not repository.delete_api_key(session, key_id):
+def revoke_api_key(session: Session, key_id: str, cache: KeyCache) -> None:
+    key_hash = (
+        repository.delete_api_key(session, key_id) if ids.is_id(ids.API_KEY, key_id) else None
+    )
+    if key_hash is None:
         raise NotFound(f"no API key with id {key_id!r}", param="key_id", code="api_key_not_found")
+    after_commit(session, lambda: cache.forget(key_hash))
