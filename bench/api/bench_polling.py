@@ -32,6 +32,7 @@ import psycopg
 
 PG_SERVER = "host=127.0.0.1 port=5432 user=postgres"
 ADMIN_TOKEN = "bench-admin"
+BENCH_REDIS = "redis://127.0.0.1:6379/14"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -58,7 +59,7 @@ def server(database_url: str, port: int, workers: int, data_dir: str) -> Iterato
     env = {
         **os.environ,
         "GORA_DATABASE_URL": database_url,
-        "GORA_BROKER_URL": "redis://127.0.0.1:6379/14",
+        "GORA_BROKER_URL": BENCH_REDIS,
         "GORA_ADMIN_TOKEN": ADMIN_TOKEN,
         "GORA_DATA_DIR": data_dir,
         "GORA_POOLS": "cpu,bench",
@@ -196,7 +197,18 @@ def main() -> None:
                 asyncio.run(load(port, "/healthz", key, args.clients, args.seconds))
             )
             runs["job"].append(asyncio.run(load(port, job_path, key, args.clients, args.seconds)))
+    _forget_queued_message()
     report(args, summary(runs["healthz"]), summary(runs["job"]))
+
+
+def _forget_queued_message() -> None:
+    """The polled job's message (no worker consumes it) and kombu's bindings for its queue."""
+    import redis
+
+    client = redis.Redis.from_url(BENCH_REDIS)
+    for key in client.scan_iter("*gpu.bench*"):
+        client.delete(key)
+    client.close()
 
 
 def report(args: argparse.Namespace, healthz: dict, job: dict) -> None:

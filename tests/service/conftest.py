@@ -123,11 +123,11 @@ def other_team(client: TestClient, admin: dict[str, str]) -> Team:
     return new_team(client, admin)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
     yield client
-    # This session's queue and kombu's binding sets for it.
+    # This session's queue and kombu's binding sets for it: no worker consumes them.
     for key in client.scan_iter(f"*{TEST_POOL}*"):
         client.delete(key)
     client.close()
