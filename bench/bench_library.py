@@ -40,6 +40,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--probe-steps", type=int, default=8)
     parser.add_argument("--r-ref", type=int, default=8)
     parser.add_argument("--targets", default="all-linear", help="'all-linear' or comma-separated")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's); use 1 on a shared machine, where more threads "
+        "than free cores make every parallel op wait on a descheduled thread",
+    )
     parser.add_argument("--memory-child", choices=["probe", "lora"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -224,6 +231,8 @@ def report(args, speed, memory) -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.memory_child:
         memory_child(args)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+from gora.validation import check_choice, check_int, check_number, dataclass_from_dict, fail
 
 ADAPTER_TYPES = ("gora", "lora")
 IMPORTANCE_KINDS = ("union_mean", "grad_norm", "union_frobenius", "union_nuclear")
@@ -13,24 +15,11 @@ ALLOCATIONS = ("budget", "paper")
 FEATURES = ("linear", "sqrt")
 
 
-def _fail(name: str, value: Any, expected: str) -> None:
-    raise ValueError(f"GoraConfig.{name} must be {expected}; got {value!r}")
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        _fail(name, value, f"an integer >= {low}")
-
-
-def _check_number(name: str, value: Any, *, low: float, strict: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        _fail(name, value, f"a finite number {'>' if strict else '>='} {low}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(name, value, "one of " + ", ".join(repr(c) for c in choices))
+_OWNER = "GoraConfig"
+_fail = partial(fail, _OWNER)
+_check_int = partial(check_int, _OWNER)
+_check_number = partial(check_number, _OWNER)
+_check_choice = partial(check_choice, _OWNER)
 
 
 @dataclass
@@ -108,10 +97,4 @@ class GoraConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GoraConfig:
         """Builds a config from a mapping; an unknown key is an error naming it."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"GoraConfig has no field {unknown[0]!r}; valid fields: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return dataclass_from_dict(cls, values)

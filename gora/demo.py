@@ -4,7 +4,7 @@ Loads the bundled model, probes its gradients, prints the per-layer rank allocat
 progress bar, saves the adapter (PEFT and uniform formats), and answers one question with the base and
 the tuned model side by side. Everything runs offline on a CPU in a few minutes.
 
-    .venv/bin/python -m gora.demo [--out out/demo] [--epochs 2] [--probe-steps 16]
+    .venv/bin/python -m gora.demo [--out out/demo] [--epochs 1] [--probe-steps 8]
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="GoRA on SmolLM2-135M, offline, on the CPU")
     parser.add_argument("--data", type=Path, default=EXAMPLES)
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--probe-steps", type=int, default=16)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--probe-steps", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--max-steps", type=int, default=None)
     return parser.parse_args(argv)

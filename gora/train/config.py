@@ -7,49 +7,19 @@ one adapter type, task and dataset size (see ``gora.train.defaults`` and docs/tr
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gora.config import GoraConfig
 from gora.train import defaults
+from gora.validation import AUTO, check_int, check_number, dataclass_from_dict, fail, is_number
 
-AUTO = "auto"
-
-
-def _fail(name: str, value: Any, expected: str) -> None:
-    raise ValueError(f"TrainingConfig.{name} must be {expected}; got {value!r}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        _fail(name, value, f"an integer >= {low}" + (" or None" if optional else ""))
-
-
-def _check_number(
-    name: str,
-    value: Any,
-    *,
-    low: float,
-    strict: bool,
-    high: float | None = None,
-    auto: bool = False,
-) -> None:
-    if auto and value == AUTO:
-        return
-    ok = _is_number(value) and (value > low if strict else value >= low)
-    if ok and high is not None:
-        ok = value < high
-    if not ok:
-        bounds = f"{'>' if strict else '>='} {low}" + (f" and < {high}" if high is not None else "")
-        _fail(name, value, f"a finite number {bounds}" + (" or 'auto'" if auto else ""))
+_OWNER = "TrainingConfig"
+_fail = partial(fail, _OWNER)
+_check_int = partial(check_int, _OWNER)
+_check_number = partial(check_number, _OWNER)
 
 
 def _default_lr_ratio_b() -> float:
@@ -126,7 +96,7 @@ class TrainingConfig:
         if not isinstance(self.detect_divergence, bool):
             _fail("detect_divergence", self.detect_divergence, "True or False")
         _check_number("divergence_warn_ratio", self.divergence_warn_ratio, low=1.0, strict=True)
-        if not (_is_number(self.divergence_stop_ratio) and self.divergence_stop_ratio >= 1.0):
+        if not (is_number(self.divergence_stop_ratio) and self.divergence_stop_ratio >= 1.0):
             _fail("divergence_stop_ratio", self.divergence_stop_ratio, "a finite number >= 1")
         if self.divergence_stop_ratio < self.divergence_warn_ratio:
             _fail(
@@ -179,10 +149,4 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
         """Builds a config from a mapping; an unknown key is an error naming it."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"TrainingConfig has no field {unknown[0]!r}; valid fields: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return dataclass_from_dict(cls, values)
