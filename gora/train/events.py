@@ -20,21 +20,21 @@ class Progress:
 
 @dataclass(frozen=True)
 class Metrics:
-    """Training metrics over the steps since the previous report (``log_every`` steps)."""
+    """Training metrics over the steps since the previous report (``log_every`` steps).
+
+    ``learning_rate`` is the base rate (LoRA A) at ``step``; B and the head run at fixed ratios of it.
+    ``tokens_per_second`` counts trained tokens (see TrainingResult) per wall-clock second in this
+    window; ``trained_tokens`` counts them since the start of the run, resumed runs included.
+    ``grad_norm`` is taken before clipping, at ``step``; None when the backend does not report it.
+    """
 
     step: int
     epoch: float
     loss: float  # mean per-step loss over the window
-    learning_rate: (
-        float  # base rate (LoRA A) used at ``step``; B and head run at fixed ratios of it
-    )
-    tokens_per_second: (
-        float  # trained tokens (see TrainingResult) per wall-clock second, this window
-    )
-    trained_tokens: int  # since the start of the run, resumed runs included
-    grad_norm: (
-        float | None
-    )  # before clipping, at ``step``; None when the backend does not report it
+    learning_rate: float
+    tokens_per_second: float
+    trained_tokens: int
+    grad_norm: float | None
 
 
 @dataclass(frozen=True)
