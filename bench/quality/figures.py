@@ -4,6 +4,8 @@
 
 - ``loss_<task>.png``: training loss per step (moving average of 10) of every method's seed-0 test
   run, at the learning rate its validation search chose;
+- ``loss_<task>_same_lr.png``: the same, every method at GoRA's chosen rate (from the lr search runs),
+  which separates "GoRA trains differently" from "GoRA was given another rate";
 - ``allocation_<task>.png``: GoRA's rank per layer (seed 0), with the service's own heatmap renderer.
 """
 
@@ -40,6 +42,15 @@ def test_runs(task: str, seed: int = 0) -> dict[str, dict[str, Any]]:
     return runs
 
 
+def search_runs(task: str, lr: float) -> dict[str, dict[str, Any]]:
+    """method -> its seed-0 validation run at ``lr``."""
+    runs = {}
+    for path in sorted(RUNS.glob(f"{task}-*-seed0-lr{lr:g}.json")):
+        record = json.loads(path.read_text())
+        runs[record["method"]] = record
+    return runs
+
+
 def moving_average(values: list[float], window: int = 10) -> list[float]:
     out, total = [], 0.0
     for i, value in enumerate(values):
@@ -57,7 +68,7 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def loss_figure(task: str, runs: dict[str, dict[str, Any]]) -> Image.Image:
+def loss_figure(task: str, runs: dict[str, dict[str, Any]], note: str) -> Image.Image:
     curves = {m: moving_average(r["losses"]) for m, r in runs.items() if r["losses"]}
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
@@ -71,7 +82,7 @@ def loss_figure(task: str, runs: dict[str, dict[str, Any]]) -> Image.Image:
         return x, box[3] - (box[3] - box[1]) * loss / top
 
     draw.rectangle(box, outline="black")
-    title = f"{task}: training loss (moving average of 10 steps), seed 0, each at its chosen lr"
+    title = f"{task}: training loss (moving average of 10 steps), seed 0, {note}"
     draw.text((PAD, 8), title, fill="black", font=font)
     for frac in (0, 0.25, 0.5, 0.75, 1):
         y = box[3] - (box[3] - box[1]) * frac
@@ -92,12 +103,16 @@ def main() -> None:
         runs = test_runs(task)
         if not runs:
             continue
-        loss_figure(task, runs).save(FIGURES / f"loss_{task}.png")
+        loss_figure(task, runs, "each at its chosen lr").save(FIGURES / f"loss_{task}.png")
+        if "gora" in runs:
+            lr = runs["gora"]["lr"]
+            same = loss_figure(task, search_runs(task, lr), f"all at lr {lr:g}")
+            same.save(FIGURES / f"loss_{task}_same_lr.png")
         if runs.get("gora", {}).get("allocation"):
             title = f"GoRA ranks, {task} (r_ref 8, bounds 4..32, seed 0)"
             png = render_heatmap(runs["gora"]["allocation"], title)
             (FIGURES / f"allocation_{task}.png").write_bytes(png)
-        print("wrote", ", ".join(sorted(p.name for p in FIGURES.glob(f"*_{task}.png"))))
+        print("wrote", ", ".join(sorted(p.name for p in FIGURES.glob(f"*_{task}*.png"))))
 
 
 if __name__ == "__main__":
