@@ -52,5 +52,38 @@ def serve(
     )
 
 
+@app.command("worker")
+def worker(
+    pool: str = typer.Option("cpu", help="GPU pool to serve (queue gpu.<pool>), or cpu"),
+    gpus: str | None = typer.Option(None, help="CUDA devices of this worker, e.g. 0 or 0,1"),
+    reconcile: bool = typer.Option(True, help="run the reconciler beside the worker"),
+    loglevel: str = typer.Option("INFO", help="Celery log level"),
+) -> None:
+    """Run a Celery worker that trains one job at a time on this pool's queue."""
+    from worker.cli import start_worker
+
+    start_worker(pool, gpus, reconcile, loglevel)
+
+
+@app.command("reconcile")
+def reconcile() -> None:
+    """One reconciler pass: re-send lost queued jobs, take back jobs of dead workers."""
+    from worker.cli import reconcile_now
+
+    typer.echo(reconcile_now())
+
+
+@app.command("up")
+def up(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+) -> None:
+    """Run everything on this machine: the API and one CPU worker (SQLite and the filesystem
+    broker under GORA_DATA_DIR unless configured otherwise). Ctrl-C stops both."""
+    from worker.cli import run_embedded
+
+    run_embedded(host, port)
+
+
 if __name__ == "__main__":
     app()

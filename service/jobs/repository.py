@@ -27,6 +27,7 @@ from service.jobs.models import (
     JobEvent,
 )
 from service.pagination import keyset_page
+from service.teams.models import Team
 
 # Statuses in which a worker holds the job.
 _HOLDING = [JobStatus.RUNNING.value, JobStatus.CANCELLING.value]
@@ -128,13 +129,19 @@ def claim(session: Session, job_id: str, worker_id: str) -> bool:
     )
 
 
-def _guarded_worker_update(session: Session, job_id: str, worker_id: str, **values: Any) -> bool:
+def _guarded_worker_update(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    _statuses: Iterable[str] = tuple(_HOLDING),
+    **values: Any,
+) -> bool:
     statement = (
         update(Job)
         .where(
             Job.id == job_id,
             Job.worker_id == worker_id,
-            Job.status.in_(_HOLDING),
+            Job.status.in_(list(_statuses)),
         )
         .values(updated_at=utcnow(), **values)
         .execution_options(synchronize_session=False)
@@ -172,6 +179,46 @@ def jobs_in_status(
     if updated_before is not None:
         query = query.where(Job.updated_at < updated_before)
     return list(session.scalars(query.order_by(Job.priority.desc(), Job.created_at, Job.id)))
+
+
+def transition_held(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    *,
+    expected: str | Iterable[str],
+    to: str,
+    **values: Any,
+) -> bool:
+    """``transition`` that also requires ``worker_id`` to still hold the job (worker, issue 4).
+
+    A worker whose job was taken back after a stale heartbeat can then never finish it over the
+    worker that runs it now.
+    """
+    allowed = {JobStatus(s).value for s in ([expected] if isinstance(expected, str) else expected)}
+    for current in allowed:
+        check_transition(current, JobStatus(to).value)
+    if JobStatus(to) in TERMINAL:
+        values.setdefault("finished_at", utcnow())
+    return _guarded_worker_update(
+        session, job_id, worker_id, _statuses=allowed, status=JobStatus(to).value, **values
+    )
+
+
+def touch_queued(session: Session, job_id: str) -> bool:
+    """Stamps ``updated_at`` of a still-queued job (the reconciler re-sent its message)."""
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+
+def team_running_limit(session: Session, team_id: str) -> int | None:
+    """``teams.max_running_jobs`` (None: no limit)."""
+    return session.scalar(select(Team.max_running_jobs).where(Team.id == team_id))
 
 
 def running_count_for_team(session: Session, team_id: str) -> int:

@@ -1,0 +1,116 @@
+"""A job submitted through the API runs on a real worker to ``succeeded``, and what it leaves behind
+(allocation, checkpoints, metrics, the adapter) agrees with itself and reloads in PEFT."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+
+from gora import load_base_model
+from service.storage import Storage, job_key
+from tests.gora.bundled import MINILM, SMOLLM, session_cache_dir
+from tests.worker.support import (
+    classification_rows,
+    download_adapter,
+    events,
+    instruction_rows,
+    submit,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def recorded_outputs(stack, job_id: str) -> dict:
+    storage = Storage(stack.settings.storage_url)
+    with storage.open_read(job_key(job_id, "reference_outputs.json")) as handle:
+        return json.load(handle)
+
+
+def reloaded_logits(base, adapter_dir, input_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(adapter logits, base logits) of the last position, computed in this process."""
+    torch.set_num_threads(1)
+    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    batch = {
+        "input_ids": torch.tensor([input_ids]),
+        "attention_mask": torch.ones(1, len(input_ids)),
+    }
+    with torch.no_grad():
+        tuned = model(**batch).logits[0]
+        with model.disable_adapter():
+            plain = model(**batch).logits[0]
+    pick = (lambda t: t[-1]) if tuned.dim() == 2 else (lambda t: t)
+    return pick(tuned), pick(plain)
+
+
+def check_reload(stack, team, job_id, base, tmp_path) -> None:
+    adapter_dir = download_adapter(stack.client, team, job_id, tmp_path) / f"{job_id}-peft"
+    recorded = recorded_outputs(stack, job_id)
+    tuned, plain = reloaded_logits(base, adapter_dir, recorded["input_ids"])
+    expected = torch.tensor(recorded["logits"])
+    torch.testing.assert_close(tuned, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(plain, expected, atol=1e-3), "the adapter changed nothing"
+    return adapter_dir
+
+
+def test_smollm2_gora_job_end_to_end(stack, team, worker, tmp_path):
+    job = submit(stack.client, team, instruction_rows(16))
+    done = wait_for(stack.client, team, job["id"], {"succeeded"})
+    assert done["trained_tokens"] > 0 and done["finished_at"] is not None
+    assert job_key(job["id"], "gora_allocation.json") in done["result_files"]
+    log = events(stack.client, team, job["id"])
+    phases = [e["data"]["phase"] for e in log if (e.get("data") or {}).get("phase")]
+    assert phases == ["loading", "probing", "training", "exporting"]
+    metrics = [e["data"] for e in log if e["type"] == "metrics"]
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    assert all({"loss", "learning_rate", "tokens_per_s", "epoch"} <= set(m) for m in metrics)
+    checkpoints = stack.client.get(
+        f"/v1/fine_tuning/jobs/{job['id']}/checkpoints", headers=team.headers
+    ).json()["data"]
+    assert sorted(c["step_number"] for c in checkpoints) == [2, 3]
+
+    allocation = stack.client.get(
+        f"/v1/fine_tuning/jobs/{job['id']}/allocation", headers=team.headers
+    ).json()
+    storage = Storage(stack.settings.storage_url)
+    with storage.open_read(job_key(job["id"], "gora_allocation.json")) as handle:
+        stored = json.load(handle)
+    assert allocation["layers"] == stored["layers"] and allocation["totals"] == stored["totals"]
+    assert len(stored["layers"]) == 60
+
+    base, _ = load_base_model(SMOLLM, "causal_lm", cache_dir=str(session_cache_dir()))
+    adapter_dir = check_reload(stack, team, job["id"], base, tmp_path)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    for layer in stored["layers"]:
+        assert config["rank_pattern"].get(layer["name"], config["r"]) == layer["rank"]
+
+
+def test_minilm_classification_job_with_validation(stack, team, worker, tmp_path):
+    from tests.service.support import jsonl, upload
+
+    rows = classification_rows()
+    validation = upload(stack.client, team, jsonl(rows[:4]), "valid.jsonl")["id"]
+    adapter = {"type": "gora", "r_ref": 4, "target_modules": ["query", "value"], "probe_steps": 2}
+    job = submit(
+        stack.client, team, rows, model=MINILM, adapter=adapter, validation_file=validation
+    )
+    wait_for(stack.client, team, job["id"], {"succeeded"})
+    log = events(stack.client, team, job["id"])
+    assert any("valid_loss" in (e.get("data") or {}) for e in log)
+    base, _ = load_base_model(MINILM, "sequence_classification", label_names=["money", "sport"])
+    check_reload(stack, team, job["id"], base, tmp_path)
+
+
+def test_plain_lora_job(stack, team, worker, tmp_path):
+    adapter = {"type": "lora", "r_ref": 4, "target_modules": ["q_proj", "v_proj"]}
+    job = submit(stack.client, team, instruction_rows(8), adapter=adapter)
+    wait_for(stack.client, team, job["id"], {"succeeded"})
+    allocation = stack.client.get(
+        f"/v1/fine_tuning/jobs/{job['id']}/allocation", headers=team.headers
+    ).json()
+    assert {layer["rank"] for layer in allocation["layers"]} == {4}
+    base, _ = load_base_model(SMOLLM, "causal_lm", cache_dir=str(session_cache_dir()))
+    check_reload(stack, team, job["id"], base, tmp_path)

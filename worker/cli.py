@@ -1,0 +1,85 @@
+"""What ``gora worker``, ``gora reconcile`` and ``gora up`` run (the commands live in service/cli.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from service.broker import JobQueue, make_celery, queue_for_pool
+from service.db import Database
+from service.settings import get_settings
+from worker.settings import WorkerSettings
+
+
+def start_worker(pool: str, gpus: str | None, reconcile: bool, loglevel: str = "INFO") -> None:
+    """A Celery worker on the pool's queue, one job at a time; the reconciler runs beside it."""
+    if gpus is not None:
+        # Set before anything imports torch: the job's child inherits the pinned devices.
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    from celery import signals
+
+    from worker.celery_app import app
+
+    if reconcile and WorkerSettings().reconcile_every_s > 0:
+        stop = threading.Event()
+        # Started once the pool's processes exist, so no fork copies the thread's connections.
+        signals.worker_ready.connect(lambda **_: start_reconciler(stop), weak=False)
+        signals.worker_shutdown.connect(lambda **_: stop.set(), weak=False)
+    name = f"{pool}-{os.getpid()}@%h"
+    argv = ["worker", "-Q", queue_for_pool(pool), "-c", "1", "-n", name, "--loglevel", loglevel]
+    # No mingle/gossip: workers share nothing but the queue, and both slow the start down.
+    app.worker_main([*argv, "--without-mingle", "--without-gossip"])
+
+
+def start_reconciler(stop: threading.Event) -> threading.Thread:
+    from worker.reconciler import run_forever
+
+    settings = get_settings()
+    queue = JobQueue(make_celery(settings))
+    args = (Database(settings.database_url), queue, WorkerSettings(), stop)
+    thread = threading.Thread(target=run_forever, args=args, name="reconciler", daemon=True)
+    thread.start()
+    return thread
+
+
+def reconcile_now() -> str:
+    from worker.reconciler import reconcile_once
+
+    settings = get_settings()
+    database = Database(settings.database_url)
+    try:
+        return str(reconcile_once(database, JobQueue(make_celery(settings)), WorkerSettings()))
+    finally:
+        database.dispose()
+
+
+def run_embedded(host: str, port: int) -> None:
+    """``gora up``: the API and one CPU worker on this machine, SQLite and the filesystem broker by
+    default (whatever GORA_* says otherwise is honoured: it is the same code as production)."""
+    import uvicorn
+
+    from service.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.is_embedded_sqlite:
+        upgrade(settings.database_url)
+    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--pool", "cpu"])
+    try:
+        uvicorn.run("service.app:create_app", factory=True, host=host, port=port)
+    finally:
+        stop_process(worker)
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
+    """SIGTERM (Celery's warm shutdown: a running job's message goes back), then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,163 @@
+"""The parent side of a job: claim it, run it in a child process, watch it, record how it ended.
+
+The child (``python -m worker.run_job``) does the training and writes progress and its outcome;
+this process only heartbeats, turns a cancel into a kill when the child does not stop in time, and
+records the outcome of a child that died without writing one (``failed``, an internal code, the last
+lines of its log in an event).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+
+from service.broker import JobQueue, make_celery
+from service.db import Database
+from service.jobs import repository
+from service.jobs.lifecycle import ErrorCode, JobStatus
+from service.settings import Settings, get_settings
+from worker.scheduling import claim_next, next_waiting
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+HOLDING = (JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def run_job(hinted_job_id: str) -> str:
+    settings, worker_settings = get_settings(), WorkerSettings()
+    database = Database(settings.database_url)
+    worker_id = new_worker_id()
+    try:
+        with database.transaction() as session:
+            job = claim_next(session, hinted_job_id, worker_id)
+            if job is None:
+                return "nothing to run"
+            job_id, pool, attempt = job.id, job.pool, job.attempt
+            repository.add_event(
+                session, job_id, f"Started on worker {worker_id} (attempt {attempt})"
+            )
+        outcome = supervise(database, settings, worker_settings, job_id, worker_id)
+        give_next_turn(database, settings, pool)
+        return f"{job_id}: {outcome}"
+    finally:
+        database.dispose()
+
+
+def child_log_path(settings: Settings, worker_settings: WorkerSettings, job_id: str) -> Path:
+    root = Path(worker_settings.work_dir or settings.data_dir / "work") / "logs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"{job_id}.log"
+
+
+def start_child(job_id: str, worker_id: str, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker.run_job", job_id, worker_id],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def supervise(
+    database: Database, settings: Settings, ws: WorkerSettings, job_id: str, worker_id: str
+) -> str:
+    log_path = child_log_path(settings, ws, job_id)
+    child = start_child(job_id, worker_id, log_path)
+    log.info("job %s: child %s started, log %s", job_id, child.pid, log_path)
+    cancel_seen_at: float | None = None
+    last_beat = time.monotonic()
+    while child.poll() is None:
+        time.sleep(min(1.0, ws.heartbeat_s))
+        beat = time.monotonic() - last_beat >= ws.heartbeat_s
+        held, status = check_in(database, job_id, worker_id, beat)
+        last_beat = time.monotonic() if beat else last_beat
+        if status == JobStatus.CANCELLING.value and cancel_seen_at is None:
+            cancel_seen_at = time.monotonic()
+        overdue = (
+            cancel_seen_at is not None and time.monotonic() - cancel_seen_at > ws.cancel_grace_s
+        )
+        if overdue or not held:
+            log.info(
+                "job %s: stopping child %s (held=%s, status=%s)", job_id, child.pid, held, status
+            )
+            child.kill()
+    child.wait()
+    return record_exit(database, ws, job_id, worker_id, child.returncode, log_path)
+
+
+def check_in(
+    database: Database, job_id: str, worker_id: str, beat: bool
+) -> tuple[bool, str | None]:
+    """(does this worker still hold the job, its status); stamps the heartbeat when ``beat``."""
+    with database.transaction() as session:
+        status = repository.status_of(session, job_id)
+        held = repository.heartbeat(session, job_id, worker_id) if beat else status in HOLDING
+    return held, status
+
+
+def log_tail(path: Path, lines: int) -> str:
+    with open(path, errors="replace") as handle:
+        return "".join(deque(handle, maxlen=lines))
+
+
+def record_exit(
+    database: Database, ws: WorkerSettings, job_id: str, worker_id: str, code: int, log_path: Path
+) -> str:
+    """The job's outcome once the child is gone; the child's own record wins when it wrote one."""
+    with database.transaction() as session:
+        status = repository.status_of(session, job_id)
+        if status == JobStatus.CANCELLING.value:
+            if repository.transition_held(
+                session, job_id, worker_id, expected=JobStatus.CANCELLING, to=JobStatus.CANCELLED
+            ):
+                repository.add_event(session, job_id, "Job cancelled; its training process stopped")
+            return "cancelled"
+        if status != JobStatus.RUNNING.value:
+            return status or "gone"
+        error = child_error(code)
+        if repository.transition_held(
+            session, job_id, worker_id, expected=JobStatus.RUNNING, to=JobStatus.FAILED, error=error
+        ):
+            tail = log_tail(log_path, ws.log_tail_lines)
+            repository.add_event(
+                session,
+                job_id,
+                f"Job failed: {error['message']}",
+                level="error",
+                data={"code": error["code"], "exit_code": code, "log_tail": tail},
+            )
+        return "failed"
+
+
+def child_error(exit_code: int) -> dict[str, str | None]:
+    if exit_code == -9:
+        message = (
+            "the training process was killed (signal 9; the kernel's out-of-memory killer does "
+            "this): try a smaller batch_size or max_seq_length, or ask an operator"
+        )
+        return {"code": ErrorCode.INTERNAL_ERROR.value, "message": message, "param": None}
+    if exit_code < 0:
+        message = f"the training process was killed by signal {-exit_code}"
+    else:
+        message = f"the training process failed (exit code {exit_code}); see the job's events"
+    return {"code": ErrorCode.INTERNAL_ERROR.value, "message": message, "param": None}
+
+
+def give_next_turn(database: Database, settings: Settings, pool: str) -> None:
+    """A job that waited for its team's limit gets a message now that a running job has ended."""
+    with database.transaction() as session:
+        waiting = next_waiting(session, pool)
+    if waiting is not None:
+        JobQueue(make_celery(settings)).enqueue(waiting, pool)
