@@ -68,7 +68,8 @@ def _nearest_power_of_two(value: float) -> int:
 def default_batch_size(task: str, n_examples: int, grad_accum_steps: int = 1) -> tuple[int, int]:
     """``(micro_batch, grad_accum_steps)`` for ``batch_size="auto"``.
 
-    The effective batch is about 0.2 % of the examples as a power of two within [8, 64]. With
+    The effective batch is about 0.2 % of the examples as a power of two within [8, 64] (and at most
+    the number of examples). With
     ``grad_accum_steps`` left at 1 the recipe splits it into micro-batches of at most
     ``MAX_MICRO_BATCH[task]``; a larger ``grad_accum_steps`` given by the user is kept.
     """
@@ -76,11 +77,27 @@ def default_batch_size(task: str, n_examples: int, grad_accum_steps: int = 1) ->
     if n_examples < 1:
         raise ValueError(f"n_examples must be >= 1; got {n_examples}")
     effective = _nearest_power_of_two(AUTO_BATCH_FRACTION * n_examples)
-    effective = min(max(effective, AUTO_BATCH_MIN), AUTO_BATCH_MAX)
+    # Never more than the examples there are: a batch larger than the dataset is the dataset.
+    effective = min(max(effective, AUTO_BATCH_MIN), AUTO_BATCH_MAX, n_examples)
     if grad_accum_steps > 1:
         return max(1, effective // grad_accum_steps), grad_accum_steps
     micro = min(effective, MAX_MICRO_BATCH[task])
     return micro, effective // micro
+
+
+def split_batch(task: str, batch_size: int) -> tuple[int, int]:
+    """``(micro_batch, grad_accum_steps)`` for an effective ``batch_size`` a user gave.
+
+    The micro-batch is the largest divisor of ``batch_size`` within ``MAX_MICRO_BATCH[task]``, so the
+    effective batch is exactly what was asked for.
+    """
+    _check("lora", task)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    micro = max(
+        d for d in range(1, min(batch_size, MAX_MICRO_BATCH[task]) + 1) if batch_size % d == 0
+    )
+    return micro, batch_size // micro
 
 
 def default_n_epochs(n_examples: int) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from gora.config import GoraConfig
+from gora.train import defaults as training_defaults
 from service.errors import InvalidRequest
 from service.files import repository as files_repository
 from service.files.models import FileStatus, StoredFile
@@ -20,10 +21,8 @@ from service.jobs.catalog import TASK_OF_FORMAT, resolve_model
 from service.jobs.schemas import Hyperparameters, JobCreate
 from service.settings import Settings
 
-# The learning rate that ``learning_rate_multiplier`` scales (a usual LoRA rate).
-BASE_LEARNING_RATE = 2e-4
-DEFAULT_EPOCHS = 3
-DEFAULT_BATCH_SIZE = 8
+# "auto" epochs, batch size and learning rate come from gora.train.defaults, the same documented
+# defaults the library's recipe uses (docs/training.md says where each number comes from).
 DEFAULT_MAX_SEQ_LENGTH = 512
 DEFAULT_LOG_EVERY_STEPS = 10
 DEFAULT_CHECKPOINT_EVERY_STEPS = 100
@@ -79,19 +78,30 @@ def _given_hyperparameters(body: JobCreate) -> Hyperparameters:
     return body.hyperparameters or Hyperparameters()
 
 
-def resolve_hyperparameters(given: Hyperparameters, training_rows: int) -> dict[str, Any]:
+def _batch_sizes(given: Hyperparameters, task: str, training_rows: int) -> dict[str, int]:
+    """The effective batch (OpenAI's ``batch_size``) and how the worker splits it into steps."""
+    if given.batch_size == "auto":
+        micro, accum = training_defaults.default_batch_size(task, max(1, training_rows))
+    else:
+        micro, accum = training_defaults.split_batch(task, int(given.batch_size))
+    return {"batch_size": micro * accum, "micro_batch_size": micro, "grad_accum_steps": accum}
+
+
+def resolve_hyperparameters(
+    given: Hyperparameters, training_rows: int, *, adapter_type: str, task: str
+) -> dict[str, Any]:
     multiplier = (
         1.0 if given.learning_rate_multiplier == "auto" else float(given.learning_rate_multiplier)
     )
+    base_rate = training_defaults.default_learning_rate(adapter_type, task)
+    n_epochs = given.n_epochs
+    if n_epochs == "auto":
+        n_epochs = training_defaults.default_n_epochs(max(1, training_rows))
     return {
-        "n_epochs": DEFAULT_EPOCHS if given.n_epochs == "auto" else given.n_epochs,
-        "batch_size": (
-            max(1, min(DEFAULT_BATCH_SIZE, training_rows))
-            if given.batch_size == "auto"
-            else given.batch_size
-        ),
+        "n_epochs": n_epochs,
+        **_batch_sizes(given, task, training_rows),
         "learning_rate_multiplier": multiplier,
-        "learning_rate": BASE_LEARNING_RATE * multiplier,
+        "learning_rate": base_rate * multiplier,
         "max_steps": given.max_steps,
         "max_seq_length": given.max_seq_length or DEFAULT_MAX_SEQ_LENGTH,
         "log_every_steps": given.log_every_steps or DEFAULT_LOG_EVERY_STEPS,
@@ -147,13 +157,17 @@ def build_spec(
             )
     given = _given_hyperparameters(body)
     pool, gpu_count = _resolve_gpu(settings, body)
+    adapter = resolve_adapter(body, seed)
+    hyperparameters = resolve_hyperparameters(
+        given, training.rows, adapter_type=adapter["type"], task=task
+    )
     return JobSpec(
         model_source=model_source,
         task=task,
         training_file=training,
         validation_file=validation,
-        hyperparameters=resolve_hyperparameters(given, training.rows),
-        adapter=resolve_adapter(body, seed),
+        hyperparameters=hyperparameters,
+        adapter=adapter,
         pool=pool,
         gpu_count=gpu_count,
     )

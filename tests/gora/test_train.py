@@ -30,6 +30,7 @@ from gora.train import (
     resolve_bf16,
     train,
 )
+from gora.train.defaults import split_batch
 from gora.train.events import DivergenceGuard
 
 VOCAB = 100
@@ -197,6 +198,11 @@ def test_auto_resolves_to_the_documented_defaults():
     assert default_batch_size("sequence_classification", 8000) == (16, 1)  # 16
     assert default_batch_size("causal_lm", 100_000) == (8, 8)  # 200 -> capped at 64 = 8 x 8
     assert default_batch_size("causal_lm", 100_000, grad_accum_steps=4) == (16, 4)
+    assert default_batch_size("causal_lm", 3) == (3, 1)  # never more than the examples
+    assert split_batch("causal_lm", 32) == (8, 4)  # micro-batches of at most 8 for causal LMs
+    assert split_batch("causal_lm", 12) == (6, 2)  # exactly the batch asked for
+    assert split_batch("sequence_classification", 32) == (32, 1)
+    assert split_batch("causal_lm", 7) == (7, 1)
     assert [default_n_epochs(n) for n in (50, 400, 1000, 50_000)] == [10, 3, 1, 1]
 
     resolved = TrainingConfig().resolve(

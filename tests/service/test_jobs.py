@@ -43,7 +43,11 @@ def test_create_job_with_every_field(client: TestClient, team: Team):
     assert job["metadata"] == {"project": "demo"}
     assert job["hyperparameters"]["n_epochs"] == 2
     assert job["hyperparameters"]["batch_size"] == 4
-    assert job["hyperparameters"]["learning_rate"] == 0.5 * 2e-4
+    assert (
+        job["hyperparameters"]["micro_batch_size"] * job["hyperparameters"]["grad_accum_steps"] == 4
+    )
+    # The library's documented default for GoRA on a causal LM (gora.train.defaults), times 0.5.
+    assert job["hyperparameters"]["learning_rate"] == 0.5 * 1e-4
     assert job["method"]["type"] == "supervised"
     assert job["adapter"]["r_ref"] == 4 and job["adapter"]["r_max"] == 16  # GoraConfig default
     assert job["adapter"]["seed"] == 7
@@ -65,6 +69,27 @@ def test_auto_hyperparameters_and_method_form(client: TestClient, team: Team):
     assert job["hyperparameters"]["n_epochs"] == 5
     assert job["hyperparameters"]["batch_size"] == 3  # auto: at most the rows there are
     assert job["hyperparameters"]["learning_rate_multiplier"] == 1.0
+    auto = create_job(client, team, training_file=small["id"])["hyperparameters"]
+    # "auto" epochs repeat a 3-row file until ~1000 examples are seen, at most 10 passes.
+    assert auto["n_epochs"] == 10 and auto["learning_rate"] == 1e-4
+
+
+def test_auto_learning_rate_depends_on_method_and_task(client: TestClient, team: Team):
+    chat = upload(client, team, jsonl(support.CHAT[:3]))
+    classes = upload(client, team, jsonl(support.CLASSIFICATION))
+    rates = {
+        (kind, model): create_job(
+            client, team, model=model, training_file=data["id"], adapter={"type": kind}
+        )["hyperparameters"]["learning_rate"]
+        for kind in ("gora", "lora")
+        for model, data in (("smollm2-135m", chat), ("minilm-l6", classes))
+    }
+    assert rates == {
+        ("gora", "smollm2-135m"): 1e-4,
+        ("lora", "smollm2-135m"): 1e-4,
+        ("gora", "minilm-l6"): 2e-4,  # measured on R8 (docs/training.md)
+        ("lora", "minilm-l6"): 1e-4,
+    }
 
 
 def test_classification_job_on_the_encoder(client: TestClient, team: Team):
