@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await database.reads.close()
         database.dispose()
 
     app = FastAPI(
@@ -52,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.metrics = Metrics(database)
     install_error_handlers(app)
-    for router in (health_router, teams_router, files_router, jobs_router, models_router):
+    # Routes are matched in order: the probes first, then the jobs router, whose job status is
+    # the endpoint clients poll (no two routers share a path, so the order changes nothing else).
+    for router in (health_router, jobs_router, teams_router, files_router, models_router):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

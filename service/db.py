@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any
 
+import psycopg
 from anyio import CancelScope, CapacityLimiter, to_thread
 from fastapi import Depends, Request
-from sqlalchemy import JSON, BigInteger, Engine, Integer, MetaData, create_engine, event
+from psycopg.rows import namedtuple_row
+from sqlalchemy import JSON, BigInteger, Engine, Integer, MetaData, Select, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,14 @@ class Database:
         self.engine = make_engine(url)
         # Objects stay readable after commit: responses are built from them once the commit is done.
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads: AsyncReads | None = None
+
+    @property
+    def reads(self) -> AsyncReads:
+        """Awaitable single-statement reads (made on first use: workers never need them)."""
+        if self._reads is None:
+            self._reads = AsyncReads(self)
+        return self._reads
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -90,6 +103,96 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class AsyncReads:
+    """Single-statement reads for the hot read paths (job status polling), awaited without a thread.
+
+    On PostgreSQL the statement runs on an autocommit psycopg ``AsyncConnection`` of a small pool
+    held by the event loop: one round trip per read (no BEGIN/COMMIT), no threadpool hop, and
+    psycopg prepares the statement on the server once it has been run a few times. Every read
+    goes to the database: nothing is cached, so a read never shows a state older than the last
+    commit. On SQLite (in-process, nothing to await) the same statement runs in the threadpool
+    through the engine.
+
+    Pools belong to an event loop (psycopg's async connections cannot move between loops): a test
+    may serve one app from two loops, so there is one pool per running loop.
+    """
+
+    def __init__(self, database: Database, max_connections: int = 8):
+        self.database = database
+        self.max_connections = max_connections
+        self.is_postgresql = database.engine.dialect.name == "postgresql"
+        if self.is_postgresql:
+            url = make_url(database.url).set(drivername="postgresql")
+            self._conninfo = url.render_as_string(hide_password=False)
+        self._compiled: dict[int, tuple[Select[Any], str]] = {}
+        self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
+
+    async def one(self, statement: Select[Any], params: dict[str, Any]) -> Any | None:
+        """The statement's only row (attributes named by its column labels), or None."""
+        if not self.is_postgresql:
+            return await run_in_threadpool(self._one_sync, statement, params)
+        sql = self._sql(statement)
+        async with self._pool().connection() as connection:
+            cursor = await connection.execute(sql, params)
+            return await cursor.fetchone()
+
+    def _one_sync(self, statement: Select[Any], params: dict[str, Any]) -> Any | None:
+        with self.database.engine.connect() as connection:
+            return connection.execute(statement, params).one_or_none()
+
+    def _sql(self, statement: Select[Any]) -> str:
+        """The statement compiled once for psycopg (``%(name)s`` parameters)."""
+        cached = self._compiled.get(id(statement))
+        if cached is None or cached[0] is not statement:
+            sql = str(statement.compile(dialect=self.database.engine.dialect))
+            cached = self._compiled[id(statement)] = (statement, sql)
+        return cached[1]
+
+    def _pool(self) -> _LoopPool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            for stale in [other for other in self._pools if other.is_closed()]:
+                del self._pools[stale]  # their connections went with their loop
+            pool = self._pools[loop] = _LoopPool(self._conninfo, self.max_connections)
+        return pool
+
+    async def close(self) -> None:
+        """Closes the running loop's connections (the app's lifespan calls it at shutdown)."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+
+
+class _LoopPool:
+    """At most ``size`` autocommit connections, opened on demand, reused most-recent first."""
+
+    def __init__(self, conninfo: str, size: int):
+        self.conninfo = conninfo
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[psycopg.AsyncConnection[Any]] = []
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self.slots:
+            connection = self.idle.pop() if self.idle else None
+            if connection is None or connection.closed:
+                connection = await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, row_factory=namedtuple_row
+                )
+            try:
+                yield connection
+            except BaseException:
+                # A failed or cancelled read may leave the connection mid-query: never reuse it.
+                await connection.close()
+                raise
+            self.idle.append(connection)
+
+    async def close(self) -> None:
+        while self.idle:
+            await self.idle.pop().close()
 
 
 def after_commit(session: Session, action: Callable[[], None]) -> None:
