@@ -7,6 +7,7 @@ worker id, so a job taken back from this worker (stale heartbeat) is never writt
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from service.db import Database
 from service.jobs import repository
 from service.jobs.lifecycle import JobStatus
 
+log = logging.getLogger(__name__)
 HOLDING = (JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
 
 
@@ -28,15 +30,17 @@ class JobReporter:
         self._stop = False
 
     def event(self, message: str, *, level: str = "info", type: str = "message", **data: Any):
+        log.info("%s: %s", self.job_id, message)  # the log tail of a crash shows how far it got
         with self.database.transaction() as session:
             repository.add_event(
                 session, self.job_id, message, level=level, type=type, data=data or None
             )
 
-    def phase(self, phase: str, message: str) -> None:
+    def phase(self, phase: str, message: str, **data: Any) -> None:
+        log.info("%s: %s", self.job_id, message)
         with self.database.transaction() as session:
             repository.set_phase(session, self.job_id, self.worker_id, phase)
-            repository.add_event(session, self.job_id, message, data={"phase": phase})
+            repository.add_event(session, self.job_id, message, data={"phase": phase, **data})
 
     def metrics(self, values: dict[str, Any], metrics_file: Path) -> None:
         with open(metrics_file, "a") as out:

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -124,7 +125,10 @@ def export(plan: JobPlan, model, dataset, collator, storage: Storage, work: Work
 
 
 def run(plan: JobPlan, reporter: JobReporter, storage: Storage, work: Workspace) -> None:
-    reporter.phase(JobPhase.LOADING, f"Loading model {plan.model_source['name']} and data")
+    # The pid lets an operator (and the tests) find the training process of a job.
+    reporter.phase(
+        JobPhase.LOADING, f"Loading model {plan.model_source['name']} and data", pid=os.getpid()
+    )
     fmt, rows, lines = read_rows(storage, plan.training_key, work, "training_file")
     label2id = build_label_map(rows) if plan.task == "sequence_classification" else None
     base, tokenizer = load_model(plan, list(label2id) if label2id else None)

@@ -30,7 +30,8 @@ from tests.service.conftest import ADMIN_TOKEN, new_team, postgres_database
 from tests.service.support import Team
 
 SESSION = secrets.token_hex(4)
-POOL = f"w{SESSION}"
+POOL = f"w{SESSION}"  # the shared worker's
+SPARE_POOL = f"x{SESSION}"  # for tests that start and kill their own workers
 REDIS_URL = "redis://127.0.0.1:6379/14"
 ROOT = Path(__file__).resolve().parents[2]
 GORA = str(ROOT / ".venv" / "bin" / "gora")
@@ -85,7 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         database_url=url,
         broker_url=REDIS_URL,
         admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
-        pools=["cpu", POOL],
+        pools=["cpu", POOL, SPARE_POOL],
         default_pool=POOL,
     )
     app = create_app(settings)
@@ -94,8 +95,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(settings, client, app.state.database, worker_env(settings), admin)
     databases.close()
     broker = redis.Redis.from_url(REDIS_URL)
-    for key in broker.scan_iter(f"*{POOL}*"):
-        broker.delete(key)
+    for pool in (POOL, SPARE_POOL):
+        for key in broker.scan_iter(f"*{pool}*"):
+            broker.delete(key)
     broker.close()
 
 
@@ -107,11 +109,11 @@ def team(stack: Stack) -> Team:
 class WorkerProcess:
     """``gora worker --pool <session pool>`` in its own process group (killed as a whole)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str], log_path: Path, pool: str = POOL):
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [GORA, "worker", "--pool", POOL, "--loglevel", "INFO"],
+            [GORA, "worker", "--pool", pool, "--loglevel", "INFO"],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -149,7 +151,8 @@ def start_worker(stack: Stack, tmp_path: Path):
     started: list[WorkerProcess] = []
 
     def start(**env: str) -> WorkerProcess:
-        worker = WorkerProcess({**stack.env, **env}, tmp_path / f"worker-{len(started)}.log")
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        worker = WorkerProcess({**stack.env, **env}, log_path, SPARE_POOL)
         started.append(worker)
         worker.wait_ready()
         return worker
