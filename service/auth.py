@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from service.db import Database
+from service.db import AsyncReads, Database
 from service.errors import AuthenticationFailed, PermissionDenied
 from service.settings import Settings
 from service.teams import repository as teams_repository
@@ -79,12 +79,20 @@ class KeyCache:
         self._entries.pop(key_hash, None)
 
 
-def _lookup_team(database: Database, key_hash: str) -> TeamIdentity | None:
+def _lookup_teams(database: Database, key_hashes: list[str]) -> dict[str, TeamIdentity]:
     # Its own short transaction, not the request's: the connection is back in the pool before the
     # request waits for a thread again, so requests never hold connections while queueing for threads.
+    found: dict[str, TeamIdentity] = {}
     with database.transaction() as session:
-        team = teams_repository.team_for_key_hash(session, key_hash)
-        return TeamIdentity(team.id, team.name) if team is not None else None
+        for key_hash in key_hashes:
+            team = teams_repository.team_for_key_hash(session, key_hash)
+            if team is not None:
+                found[key_hash] = TeamIdentity(team.id, team.name)
+    return found
+
+
+async def _fetch_teams(reads: AsyncReads, key_hashes: list[str]) -> dict[str, TeamIdentity]:
+    return await run_in_threadpool(_lookup_teams, reads.database, key_hashes)
 
 
 async def current_team(credentials: BearerCredentials, request: Request) -> TeamIdentity:
@@ -93,7 +101,10 @@ async def current_team(credentials: BearerCredentials, request: Request) -> Team
     cache: KeyCache = runtime.key_cache
     team = cache.get(key_hash)
     if team is None:
-        team = await run_in_threadpool(_lookup_team, runtime.database, key_hash)
+        # When a polled key's entry expires, every client polling with it misses at once: they
+        # share one lookup (made after each of them asked) instead of each taking a thread.
+        lookups = runtime.database.reads.coalesced("api_keys", _fetch_teams)
+        team = await lookups.get(key_hash)
         if team is None:
             raise AuthenticationFailed("invalid API key", param="Authorization")
         cache.put(key_hash, team)

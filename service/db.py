@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import psycopg
 from anyio import CancelScope, CapacityLimiter, to_thread
@@ -18,6 +18,9 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 # Stable constraint names, so that Alembic migrations name them the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -128,6 +131,7 @@ class AsyncReads:
             self._conninfo = url.render_as_string(hide_password=False)
         self._compiled: dict[int, tuple[Select[Any], str]] = {}
         self._pools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
+        self._coalescers: dict[str, Coalescer[Any, Any]] = {}
 
     async def one(self, statement: Select[Any], params: dict[str, Any]) -> Any | None:
         """The statement's only row (attributes named by its column labels), or None."""
@@ -138,9 +142,37 @@ class AsyncReads:
             cursor = await connection.execute(sql, params)
             return await cursor.fetchone()
 
+    async def all(self, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+        """The statement's rows; PostgreSQL only (array parameters, e.g. ``= ANY(:ids)``)."""
+        sql = self._sql(statement)
+        async with self._pool().connection() as connection:
+            cursor = await connection.execute(sql, params)
+            return await cursor.fetchall()
+
+    async def each(self, statement: Select[Any], many: list[dict[str, Any]]) -> list[Any | None]:
+        """``one`` for each set of parameters (in one threadpool hop on SQLite)."""
+        if self.is_postgresql:
+            return [await self.one(statement, params) for params in many]
+        return await run_in_threadpool(self._each_sync, statement, many)
+
     def _one_sync(self, statement: Select[Any], params: dict[str, Any]) -> Any | None:
         with self.database.engine.connect() as connection:
             return connection.execute(statement, params).one_or_none()
+
+    def _each_sync(self, statement: Select[Any], many: list[dict[str, Any]]) -> list[Any | None]:
+        with self.database.engine.connect() as connection:
+            return [connection.execute(statement, params).one_or_none() for params in many]
+
+    def coalesced(
+        self, name: str, fetch: Callable[[AsyncReads, list[Any]], Awaitable[dict[Any, Any]]]
+    ) -> Coalescer[Any, Any]:
+        """The ``Coalescer`` named ``name`` of these reads (made on first use)."""
+        coalescer = self._coalescers.get(name)
+        if coalescer is None:
+            coalescer = self._coalescers[name] = Coalescer(
+                lambda keys: fetch(self, keys), max_in_flight=max(1, self.max_connections // 2)
+            )
+        return coalescer
 
     def _sql(self, statement: Select[Any]) -> str:
         """The statement compiled once for psycopg (``%(name)s`` parameters)."""
@@ -164,6 +196,74 @@ class AsyncReads:
         pool = self._pools.pop(asyncio.get_running_loop(), None)
         if pool is not None:
             await pool.close()
+
+
+class Coalescer(Generic[K, V]):
+    """Lookups by key that arrive together share one fetch: ``fetch(keys) -> {key: value}``.
+
+    Every fetch starts only after every lookup it answers was asked (a lookup joins the batch that
+    is still waiting for a slot, never one already running), so an answer is never older than its
+    request: this is no cache, only fewer round trips when many clients poll at once. At most
+    ``max_in_flight`` fetches run at a time; while they do, new lookups gather in the next batch.
+    A missing key answers None. State is per event loop, like the connection pools.
+    """
+
+    def __init__(
+        self, fetch: Callable[[list[K]], Awaitable[dict[K, V]]], max_in_flight: int = 4
+    ) -> None:
+        self.fetch = fetch
+        self.max_in_flight = max_in_flight
+        self._loops: dict[asyncio.AbstractEventLoop, _CoalescerState[K, V]] = {}
+
+    async def get(self, key: K) -> V | None:
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(loop)
+        if state is None:
+            for stale in [other for other in self._loops if other.is_closed()]:
+                del self._loops[stale]
+            state = self._loops[loop] = _CoalescerState(self.max_in_flight)
+        batch = state.open
+        if batch is None:
+            batch = state.open = {}
+            task = loop.create_task(self._run(state, batch))
+            state.tasks.add(task)  # a reference, so the task is not collected while it runs
+            task.add_done_callback(state.tasks.discard)
+        future = batch.get(key)
+        if future is None:
+            future = batch[key] = loop.create_future()
+            # Marks a failure as seen even when every request waiting for it went away.
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # Shielded: a client that goes away must not cancel the answer others wait for.
+        return await asyncio.shield(future)
+
+    async def _run(
+        self, state: _CoalescerState[K, V], batch: dict[K, asyncio.Future[V | None]]
+    ) -> None:
+        try:
+            async with state.slots:
+                state.open = None  # from here on, lookups go to a new batch
+                found = await self.fetch(list(batch))
+        except Exception as exc:  # each waiting request raises it
+            for future in batch.values():
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:  # cancelled (the loop is shutting down)
+            if state.open is batch:
+                state.open = None
+            for future in batch.values():
+                future.cancel()
+            raise
+        for key, future in batch.items():
+            if not future.done():
+                future.set_result(found.get(key))
+
+
+class _CoalescerState(Generic[K, V]):
+    def __init__(self, max_in_flight: int):
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.open: dict[K, asyncio.Future[V | None]] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
 
 
 class _LoopPool:

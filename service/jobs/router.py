@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import bindparam, select
+from sqlalchemy import ARRAY, String, any_, bindparam, select
 
 from service import ids, storage
 from service.auth import CurrentTeam
-from service.db import Database, DbSession
+from service.db import AsyncReads, Database, DbSession
 from service.errors import InvalidRequest, NotFound
 from service.jobs import service
 from service.jobs.archive import stream_tar_gz
@@ -95,23 +95,42 @@ _JOB_OUT_COLUMNS = (
 _JOB_FOR_TEAM = select(*(getattr(Job, name).label(name) for name in _JOB_OUT_COLUMNS)).where(
     Job.id == bindparam("job_id"), Job.team_id == bindparam("team_id")
 )
+# The same for many (id, team) pairs at once (PostgreSQL); rows are matched to their pair below.
+_JOBS_FOR_TEAMS = select(*(getattr(Job, name).label(name) for name in _JOB_OUT_COLUMNS)).where(
+    Job.id == any_(bindparam("job_ids", type_=ARRAY(String))),
+    Job.team_id == any_(bindparam("team_ids", type_=ARRAY(String))),
+)
+
+
+async def _job_bodies(reads: AsyncReads, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """{(job id, team id): the job's JSON} for those of ``keys`` that exist (one SELECT)."""
+    if reads.is_postgresql:
+        params = {"job_ids": [k[0] for k in keys], "team_ids": list({k[1] for k in keys})}
+        rows = await reads.all(_JOBS_FOR_TEAMS, params)
+    else:
+        many = [{"job_id": job_id, "team_id": team_id} for job_id, team_id in keys]
+        rows = [row for row in await reads.each(_JOB_FOR_TEAM, many) if row is not None]
+    # Keyed by the row's own team: a job answers only the team that owns it.
+    return {(row.id, row.team_id): JobOut.of(row).model_dump_json() for row in rows}
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
 async def retrieve_job(job_id: str, team: CurrentTeam, request: Request) -> Response:
-    # The endpoint clients poll: one autocommit SELECT by (id, team) awaited on the event loop (no
-    # transaction, no threadpool hop on PostgreSQL; hence no sync dependency such as CurrentRuntime,
-    # which FastAPI would run in a thread), never cached, and the JSON goes out as is (FastAPI would
-    # otherwise validate the returned model a second time).
+    # The endpoint clients poll. An async route with no sync dependency (FastAPI would run one,
+    # e.g. CurrentRuntime, in a thread) that awaits an autocommit SELECT on the event loop: no
+    # session, no transaction, no threadpool hop on PostgreSQL. Requests polling at the same time
+    # share that SELECT (see Coalescer: each one's answer is read after it arrived, never cached),
+    # and the JSON goes out as is (FastAPI would otherwise validate the returned model again).
     database: Database = request.app.state.database
-    row = None
+    body = None
     if ids.is_id(ids.JOB, job_id):
-        row = await database.reads.one(_JOB_FOR_TEAM, {"job_id": job_id, "team_id": team.id})
-    if row is None:  # unknown, malformed, or another team's id: all alike
+        jobs = database.reads.coalesced("job_status", _job_bodies)
+        body = await jobs.get((job_id, team.id))
+    if body is None:  # unknown, malformed, or another team's id: all alike
         raise NotFound(
             f"no fine-tuning job with id {job_id!r}", param="job_id", code="job_not_found"
         )
-    return Response(JobOut.of(row).model_dump_json(), media_type="application/json")
+    return Response(body, media_type="application/json")
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
