@@ -154,3 +154,33 @@ def test_three_jobs_two_workers_one_job_each_at_a_time(stack, team, start_worker
                 pending.discard(job_id)
         assert time.monotonic() < deadline
         time.sleep(0.3)
+
+
+def job_statuses(stack, team, jobs) -> list[str]:
+    return [
+        stack.client.get(f"/v1/fine_tuning/jobs/{j['id']}", headers=team.headers).json()["status"]
+        for j in jobs
+    ]
+
+
+def test_team_limit_holds_a_job_until_one_ends(stack, start_worker):
+    from service.jobs import repository
+    from service.teams.models import Team
+    from tests.service.conftest import new_team
+
+    limited = new_team(stack.client, stack.admin)
+    with stack.database.transaction() as session:
+        session.get(Team, limited.id).max_running_jobs = 1
+    start_worker(), start_worker()
+    adapter = {"type": "gora", "r_ref": 4, "target_modules": ["query", "value"], "probe_steps": 2}
+    rows, pool = classification_rows(), {"pool": SPARE_POOL}
+    jobs = [
+        submit(stack.client, limited, rows, model="minilm-l6", adapter=adapter, gpu=pool)
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + 180
+    while (statuses := job_statuses(stack, limited, jobs)) != ["succeeded", "succeeded"]:
+        with stack.database.transaction() as session:
+            assert repository.running_count_for_team(session, limited.id) <= 1
+        assert "failed" not in statuses and time.monotonic() < deadline, statuses
+        time.sleep(0.2)
