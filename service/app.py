@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,16 @@ from service.storage import Storage
 from service.teams.router import router as teams_router
 
 
+def _freeze_startup_objects() -> None:
+    """Moves what exists once the app is up (modules, routes, schemas: hundreds of thousands of
+    objects) out of the garbage collector's reach. Without it every full collection walks them
+    all, a pause of 100+ ms on a loaded machine that stalls every request in flight; requests
+    that allocate (job status: rows, dicts, JSON) trigger such collections every few seconds.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     if settings.is_embedded_sqlite:
@@ -37,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _freeze_startup_objects()
         yield
         await database.reads.close()
         database.dispose()

@@ -21,8 +21,8 @@ from service.teams import repository as teams_repository
 KEY_PREFIX = "gsk-"
 
 # auto_error=False: a missing header becomes our own 401 body instead of FastAPI's.
-_bearer = HTTPBearer(auto_error=False, description="A team's API key, or the admin token")
-BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+bearer = HTTPBearer(auto_error=False, description="A team's API key, or the admin token")
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def new_api_key() -> str:
