@@ -116,6 +116,7 @@ def measure_service(data_dir: Path, steps: int, latency_runs: int) -> dict:
     from tests.service.conftest import ADMIN_TOKEN, new_team
     from tests.service.support import upload
 
+    data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(admin_token=ADMIN_TOKEN)
     upgrade(settings.database_url)
     worker = start_worker(environment(data_dir), data_dir / "worker.log")
