@@ -114,10 +114,19 @@ def probe_with_progress(batches, steps: int, reporter: JobReporter):
         yield batch
 
 
+def batch_split(hyperparameters: dict[str, Any]) -> tuple[int, int]:
+    """(micro-batch, accumulation steps) of the job's effective batch; rows stored before the service
+    split the batch carry only ``batch_size``, which then runs as one micro-batch."""
+    micro = hyperparameters.get("micro_batch_size", hyperparameters["batch_size"])
+    return micro, hyperparameters.get("grad_accum_steps", 1)
+
+
 def build_adapter(plan: JobPlan, base, dataset, collator, reporter: JobReporter, storage: Storage):
     cfg = GoraConfig.from_dict(plan.adapter)
     reporter.phase(JobPhase.PROBING, f"Probing gradients over {cfg.probe_steps} batches")
-    batches = make_batches(dataset, collator, plan.hyperparameters["batch_size"], seed=cfg.seed)
+    # Probe batches are training micro-batches: probing then needs no more memory than a step.
+    micro_batch, _ = batch_split(plan.hyperparameters)
+    batches = make_batches(dataset, collator, micro_batch, seed=cfg.seed)
     try:
         model = get_gora_model(base, cfg, probe_with_progress(batches, cfg.probe_steps, reporter))
     except ValueError as exc:
@@ -134,11 +143,13 @@ def build_adapter(plan: JobPlan, base, dataset, collator, reporter: JobReporter,
 
 def training_config(plan: JobPlan, work: Workspace, n_examples: int) -> TrainingConfig:
     hp = plan.hyperparameters
+    micro_batch, accumulation = batch_split(hp)
     return TrainingConfig(
         learning_rate=hp["learning_rate"],
         n_epochs=hp["n_epochs"],
         max_steps=hp.get("max_steps"),
-        batch_size=hp["batch_size"],
+        batch_size=micro_batch,
+        grad_accum_steps=accumulation,
         lr_ratio_b=plan.adapter.get("lr_ratio_b", 16.0),
         seed=plan.seed,
         log_every=hp["log_every_steps"],
