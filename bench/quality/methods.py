@@ -100,7 +100,9 @@ def _peer_config(method: str, base, settings: TaskSettings) -> LoraConfig:
         extra["lora_ga_config"] = LoraGAConfig()
     if method == "eva":
         # rho = 1: no rank redistribution, so EVA stays exactly at LoRA's parameter budget.
-        extra["eva_config"] = EvaConfig(rho=1.0)
+        # Class labels are one per row, not per token: EVA's token mask must not read them.
+        per_token_labels = settings.hf_task == "causal_lm"
+        extra["eva_config"] = EvaConfig(rho=1.0, use_label_mask=per_token_labels)
     return LoraConfig(
         r=settings.r_ref,
         lora_alpha=settings.alpha,
@@ -119,9 +121,20 @@ def _build_peer(method: str, base, settings: TaskSettings, batches):
     if method == "eva":
         model = get_peft_model(base, config, low_cpu_mem_usage=True)
         probe = list(itertools.islice(batches, settings.probe_steps))
-        initialize_lora_eva_weights(model, probe, show_progress_bar=False)
+        initialize_lora_eva_weights(
+            model, probe, prepare_layer_inputs_fn=_eva_layer_inputs, show_progress_bar=False
+        )
         return model
     return get_peft_model(base, config)
+
+
+def _eva_layer_inputs(layer_input, token_index, layer_name: str) -> torch.Tensor:
+    """PEFT's token selection, except for 2-D inputs (BERT's pooler sees one vector per row)."""
+    if isinstance(layer_input, tuple | list):
+        layer_input = layer_input[0]
+    if layer_input.dim() == 2:
+        return layer_input.contiguous()  # a strided slice of the sequence; EVA views it
+    return layer_input[token_index.T.unbind()]
 
 
 def _gradient_steps(base, batches, steps: int):

@@ -210,7 +210,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     rows = PLAN if args.all else [(args.task, args.method, args.seed)]
     for task, method, seed in rows:
-        run_row(task, method, seed, args.quick)
+        try:
+            run_row(task, method, seed, args.quick)
+        except Exception as error:  # one broken peer must not stop the whole plan
+            if not args.all:
+                raise
+            log(f"{task}/{method}/seed {seed}: FAILED: {type(error).__name__}: {error}")
 
 
 if __name__ == "__main__":
