@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import typer
 
+from service.client_cli import register as register_client_commands
+
 app = typer.Typer(help="GoRA fine-tuning service", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -84,6 +86,9 @@ def up(
 
     run_embedded(host, port)
 
+
+# The commands for people (submit, jobs, events, ...): HTTP clients of a running server.
+register_client_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,84 @@
+"""The client commands against the real app, served by uvicorn on loopback (SQLite, filesystem broker)."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from typer.testing import CliRunner
+
+from service.app import create_app
+from service.migrate import upgrade
+from service.settings import Settings
+
+ADMIN_TOKEN = "cli-admin-token"
+
+
+@dataclass
+class Team:
+    id: str
+    key: str
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    data_dir = tmp_path_factory.mktemp("gora-cli")
+    url = f"sqlite:///{data_dir / 'gora.db'}"
+    upgrade(url)
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=url,
+        broker_url="filesystem://",  # no worker consumes it: jobs stay queued
+        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        pools=["cpu"],
+        default_pool="cpu",
+    )
+    return create_app(settings)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_url(app: FastAPI) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def team(live_url: str) -> Team:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=live_url, headers=admin) as http:
+        team = http.post("/v1/teams", json={"name": f"cli-{secrets.token_hex(4)}"}).json()
+        key = http.post(f"/v1/teams/{team['id']}/api_keys").json()
+    return Team(id=team["id"], key=key["key"])
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def env(live_url: str, team: Team) -> dict[str, str]:
+    return {"GORA_API_URL": live_url, "GORA_API_KEY": team.key, "GORA_ADMIN_TOKEN": ""}
