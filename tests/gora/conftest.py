@@ -9,8 +9,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 VOCAB = 64
 
 
-def tiny_llama_config() -> LlamaConfig:
-    return LlamaConfig(
+def tiny_llama_config(**overrides) -> LlamaConfig:
+    values = dict(
         hidden_size=32,
         intermediate_size=48,
         num_hidden_layers=2,
@@ -19,6 +19,7 @@ def tiny_llama_config() -> LlamaConfig:
         vocab_size=VOCAB,
         max_position_embeddings=64,
     )
+    return LlamaConfig(**{**values, **overrides})
 
 
 def make_tiny_llama(seed: int = 0) -> LlamaForCausalLM:

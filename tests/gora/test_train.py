@@ -33,6 +33,8 @@ from gora.train import (
 from gora.train.defaults import split_batch
 from gora.train.events import DivergenceGuard
 
+from .conftest import tiny_llama_config
+
 VOCAB = 100
 N_LABELS = 3
 TARGETS = ["q_proj", "v_proj", "o_proj", "down_proj"]
@@ -42,14 +44,10 @@ TARGETS = ["q_proj", "v_proj", "o_proj", "down_proj"]
 def tiny_config() -> LlamaConfig:
     # A wide init range: with the default 0.02 the logits of a random tiny model are too small for
     # any adapter to move the loss far from ln(VOCAB).
-    return LlamaConfig(
-        hidden_size=32,
+    return tiny_llama_config(
         intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
         num_key_value_heads=4,
         vocab_size=VOCAB,
-        max_position_embeddings=64,
         initializer_range=0.3,
         pad_token_id=0,
     )
