@@ -1,0 +1,238 @@
+"""docker/docker-compose.yml and the Dockerfiles, checked against the code (no Docker engine needed).
+
+The settings come from the pydantic models the code reads, the commands from the ``gora`` typer app,
+so renaming a setting or an option breaks this test, not a team's deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import typer.main
+import yaml
+
+from service.cli import app as gora_app
+from service.settings import Settings
+from worker.settings import WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+COMPOSE = DOCKER / "docker-compose.yml"
+# Read outside the settings models: the model cache (gora/model_registry.py), the client commands,
+# and the host ports of the compose file itself.
+OTHER_VARIABLES = {
+    "GORA_CACHE_DIR",
+    "GORA_API_URL",
+    "GORA_API_KEY",
+    "GORA_API_PORT",
+    "GORA_FLOWER_PORT",
+}
+SUBST = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?]([^}]*))?\}")
+
+
+def variables(model: type, prefix: str) -> set[str]:
+    return {f"{prefix}{name}".upper() for name in model.model_fields}
+
+
+SERVICE_VARS = variables(Settings, "GORA_")
+WORKER_VARS = variables(WorkerSettings, "GORA_WORKER_")
+
+
+def expand(value: Any) -> str:
+    """A compose value with ``${VAR:-default}`` replaced by its default (what an empty .env gives)."""
+    return SUBST.sub(lambda m: m.group(2) or "", str(value))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def gora() -> click.Group:
+    return typer.main.get_command(gora_app)  # type: ignore[return-value]
+
+
+def gora_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: spec
+        for name, spec in compose["services"].items()
+        if spec.get("command") and spec["command"][0] == "gora"
+    }
+
+
+def parse(gora: click.Group, argv: list[str]) -> tuple[str, click.Context]:
+    """Resolves ``gora <sub> [<sub>] args`` the way click would run it; raises on a bad command or option."""
+    assert argv[0] == "gora", argv
+    group: click.Command = gora
+    words, args = [], argv[1:]
+    while hasattr(group, "get_command"):  # a group (typer may bring its own click)
+        name, args = args[0], args[1:]
+        command = group.get_command(
+            group.make_context("gora", [name, "--help"], resilient_parsing=True), name
+        )
+        assert command is not None, f"gora has no command {' '.join([*words, name])!r}"
+        words.append(name)
+        group = command
+    return " ".join(words), group.make_context(" ".join(["gora", *words]), list(args))
+
+
+def test_the_settings_list_is_not_empty():
+    assert {
+        "GORA_DATABASE_URL",
+        "GORA_BROKER_URL",
+        "GORA_STORAGE_URL",
+        "GORA_POOLS",
+    } <= SERVICE_VARS
+    assert "GORA_WORKER_HEARTBEAT_S" in WORKER_VARS
+
+
+def test_every_setting_a_service_reads_is_set(compose):
+    services = gora_services(compose)
+    assert {"migrate", "api"} <= set(services)
+    for name, spec in services.items():
+        env = spec["environment"]
+        needed = SERVICE_VARS | (WORKER_VARS if spec["command"][1] == "worker" else set())
+        missing = needed - set(env)
+        assert not missing, f"{name} lacks {sorted(missing)}"
+        # The values, with an empty .env, are valid settings (e.g. the default pool is a pool).
+        values = {
+            key[len("GORA_") :].lower(): expand(v) for key, v in env.items() if key in SERVICE_VARS
+        }
+        settings = Settings(**values)
+        assert settings.database_url.startswith("postgresql+psycopg://")
+        assert settings.broker_url.startswith("redis://")
+        assert settings.env == "production"
+        worker_values = {
+            key[len("GORA_WORKER_") :].lower(): expand(v)
+            for key, v in env.items()
+            if key in WORKER_VARS
+        }
+        WorkerSettings(**worker_values)
+
+
+def test_every_gora_variable_is_known_and_in_env_example(compose):
+    text = COMPOSE.read_text()
+    used = set(re.findall(r"\b(GORA_[A-Z0-9_]+)", text))
+    known = SERVICE_VARS | WORKER_VARS | OTHER_VARIABLES
+    assert used - known == set(), "the compose file names settings the code does not read"
+    example = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*(GORA_[A-Z0-9_]+)=", example, re.MULTILINE))
+    assert known - listed == set(), ".env.example lacks settings"
+    assert listed - known == set(), ".env.example names settings the code does not read"
+    assert "POSTGRES_PASSWORD" in example and "GORA_ADMIN_TOKEN:?" in text
+
+
+def test_images_build_from_files_in_the_repo(compose):
+    built = [spec for spec in compose["services"].values() if "build" in spec]
+    assert built
+    for spec in built:
+        context = (DOCKER / spec["build"]["context"]).resolve()
+        assert context == ROOT
+        dockerfile = context / spec["build"]["dockerfile"]
+        assert dockerfile.is_file(), dockerfile
+        for source in re.findall(r"^COPY (.+) \S+$", dockerfile.read_text(), re.MULTILINE):
+            for path in source.split():
+                assert (context / path).exists(), f"{dockerfile.name} copies missing {path}"
+    for spec in gora_services(compose).values():
+        assert "build" in spec, "a gora service runs an image built from this repo"
+
+
+def test_commands_are_real_gora_commands(compose, gora):
+    services = gora_services(compose)
+    seen = {parse(gora, spec["command"])[0] for spec in services.values()}
+    assert seen == {"db upgrade", "serve", "worker"}
+    assert services["api"]["command"][:2] == ["gora", "serve"]
+    assert "0.0.0.0" in services["api"]["command"]
+
+
+def test_api_waits_for_the_migration_and_the_database(compose):
+    api, migrate = compose["services"]["api"], compose["services"]["migrate"]
+    assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert migrate["command"] == ["gora", "db", "upgrade"] and migrate.get("restart") == "no"
+    assert "healthcheck" in compose["services"]["postgres"]
+    assert any("/var/lib/postgresql/data" in v for v in compose["services"]["postgres"]["volumes"])
+
+
+def test_workers_serve_the_configured_pools_one_gpu_each(compose, gora):
+    workers = {n: s for n, s in gora_services(compose).items() if s["command"][1] == "worker"}
+    gpu_workers = {n: s for n, s in workers.items() if "deploy" in s}
+    assert len(gpu_workers) >= 1
+    device_ids = []
+    for name, spec in workers.items():
+        _, context = parse(gora, spec["command"])
+        pools = expand(spec["environment"]["GORA_POOLS"]).split(",")
+        assert context.params["pool"] in pools, f"{name} serves a pool jobs cannot name"
+        storage = [v for v in spec["volumes"] if v.startswith("storage:")]
+        assert storage, f"{name} does not mount the shared storage"
+    for name, spec in gpu_workers.items():
+        devices = spec["deploy"]["resources"]["reservations"]["devices"]
+        assert len(devices) == 1 and devices[0]["capabilities"] == ["gpu"]
+        assert len(devices[0]["device_ids"]) == 1, f"{name}: one GPU per worker"
+        device_ids += devices[0]["device_ids"]
+        # The container sees its one device as 0.
+        assert spec["environment"]["CUDA_VISIBLE_DEVICES"] == "0"
+        assert parse(gora, spec["command"])[1].params["gpus"] == "0"
+    assert len(device_ids) == len(set(device_ids)), "two workers reserve the same GPU"
+    api_volumes = compose["services"]["api"]["volumes"]
+    assert any(v.startswith("storage:") for v in api_volumes)
+    assert "storage" in compose["volumes"]
+
+
+def test_flower_is_optional(compose):
+    assert compose["services"]["flower"]["profiles"] == ["flower"]
+
+
+def dockerfile_cmd(name: str) -> list[str]:
+    text = (DOCKER / name).read_text()
+    (cmd,) = re.findall(r"^CMD (\[.*\])$", text, re.MULTILINE)
+    return json.loads(cmd)
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.api", "Dockerfile.worker"])
+def test_dockerfile_commands_are_the_documented_ones(name, gora):
+    command = dockerfile_cmd(name)
+    parse(gora, command)
+    readme = (ROOT / "README.md").read_text()
+    assert " ".join(command) in readme, f"README.md does not document {' '.join(command)!r}"
+
+
+def test_api_image_has_no_torch_and_worker_image_the_bundled_models():
+    api = (DOCKER / "Dockerfile.api").read_text()
+    assert api.startswith("#") and "FROM python:3.11-slim" in api
+    assert (
+        "requirements.py service " in api
+        and "worker" not in api.split("requirements.py")[1].split("\n")[0]
+    )
+    worker = (DOCKER / "Dockerfile.worker").read_text()
+    assert re.search(r"FROM \$\{BASE_IMAGE\}", worker)
+    assert re.search(r"BASE_IMAGE=pytorch/pytorch:[\w.]+-cuda[\w.]+-cudnn\d+-runtime", worker)
+    makefile = (ROOT / "Makefile").read_text()
+    bundled = re.search(r"^BUNDLED := (.+)$", makefile, re.MULTILINE).group(1).split()
+    image_bundled = re.search(r'^ARG BUNDLED="(.+)"$', worker, re.MULTILINE).group(1).split()
+    assert image_bundled == bundled and "--no-deps ${BUNDLED}" in worker
+
+
+def test_requirements_leave_torch_to_the_base_image():
+    import runpy
+
+    module = runpy.run_path(str(DOCKER / "requirements.py"))
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        api = module["requirements"](["service"], False)
+        worker = module["requirements"](["service", "worker"], True)
+    finally:
+        os.chdir(cwd)
+    assert not any(r.startswith("torch") for r in api + worker)
+    assert any(r.startswith("fastapi") for r in api) and any(r.startswith("peft") for r in worker)
+    assert not any(r.startswith(("peft", "transformers")) for r in api)
