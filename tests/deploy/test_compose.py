@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer.main
 import yaml
@@ -54,7 +53,7 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gora() -> click.Group:
+def gora() -> Any:
     return typer.main.get_command(gora_app)  # type: ignore[return-value]
 
 
@@ -66,10 +65,10 @@ def gora_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def parse(gora: click.Group, argv: list[str]) -> tuple[str, click.Context]:
+def parse(gora: Any, argv: list[str]) -> tuple[str, Any]:
     """Resolves ``gora <sub> [<sub>] args`` the way click would run it; raises on a bad command or option."""
     assert argv[0] == "gora", argv
-    group: click.Command = gora
+    group: Any = gora
     words, args = [], argv[1:]
     while hasattr(group, "get_command"):  # a group (typer may bring its own click)
         name, args = args[0], args[1:]
@@ -149,6 +148,13 @@ def test_commands_are_real_gora_commands(compose, gora):
     assert seen == {"db upgrade", "serve", "worker"}
     assert services["api"]["command"][:2] == ["gora", "serve"]
     assert "0.0.0.0" in services["api"]["command"]
+
+
+def test_a_wrong_command_or_option_is_caught(gora):
+    with pytest.raises(AssertionError):
+        parse(gora, ["gora", "serv"])
+    with pytest.raises(Exception, match="No such option"):  # click's, possibly typer's own copy
+        parse(gora, ["gora", "worker", "--poool", "gpu"])
 
 
 def test_api_waits_for_the_migration_and_the_database(compose):
