@@ -10,6 +10,7 @@ and ``B = 0``, so comparisons are like for like.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -45,7 +46,8 @@ def build_lora_config(
     trained = [n for n, r in ranks.items() if r > 0]
     if not trained:
         raise ValueError("every target layer was allocated rank 0; raise GoraConfig.r_min above 0")
-    default_rank = max(set(ranks[n] for n in trained), key=[ranks[n] for n in trained].count)
+    # The most common rank is the config's ``r``; only the others need a rank_pattern entry.
+    default_rank = Counter(ranks[n] for n in trained).most_common(1)[0][0]
     return LoraConfig(
         r=default_rank,
         lora_alpha=cfg.alpha,

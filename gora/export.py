@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
+from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 
 from gora.adapters import ADAPTER_NAME
@@ -48,8 +49,6 @@ def _write_report(model: PeftModel, out_dir: Path) -> None:
 
 def _uniform_state_dict(model: PeftModel) -> tuple[dict[str, torch.Tensor], int]:
     """PEFT's saved state dict with each module's scaling folded into B and ranks padded to one R."""
-    from peft.utils import get_peft_model_state_dict
-
     state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     layers = lora_layers(model)
     padded_rank = max(layer.r[ADAPTER_NAME] for layer in layers.values())
