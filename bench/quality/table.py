@@ -40,7 +40,18 @@ def table(task: str) -> str:
         if row["task"] == task:
             by_method[row["method"]][row["metric"]].append(row["value"])
             by_method[row["method"]]["_meta"].append(row)
-    head = ["method", "seeds", *metrics, "lr", "trainable params", "wall s", "init s"]
+    if not by_method:
+        return "(no rows yet)"
+    head = [
+        "method",
+        "seeds",
+        *metrics,
+        f"{metrics[0]} by seed",
+        "lr",
+        "params",
+        "wall s",
+        "init s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in METHODS:
         if method not in by_method:
@@ -48,6 +59,8 @@ def table(task: str) -> str:
         values, meta = by_method[method], by_method[method]["_meta"]
         seeds = sorted({r["seed"] for r in meta})
         cells = [method, str(len(seeds)), *(mean_std(values[m]) for m in metrics)]
+        first = sorted((r["seed"], r["value"]) for r in meta if r["metric"] == metrics[0])
+        cells.append(", ".join(f"{100 * v:.1f}" for _, v in first))
         cells.append(f"{meta[0]['lr']:g}")
         cells.append(f"{meta[0]['trainable_params']:,}")
         cells.append(f"{statistics.fmean(r['wall_s'] for r in meta):.0f}")
@@ -58,6 +71,8 @@ def table(task: str) -> str:
 
 def search_table(task: str) -> str:
     methods = sorted({r["method"] for r in read_rows(LR_SEARCH) if r["task"] == task})
+    if not methods:
+        return ""
     metric = "accuracy" if task == "r8" else "exact_match"
     lines = [f"| method | validation {metric} by lr (seed 0) |", "|---|---|"]
     ordered = [m for m in METHODS if m in methods]
