@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,12 +123,34 @@ def batch_split(hyperparameters: dict[str, Any]) -> tuple[int, int]:
     return micro, hyperparameters.get("grad_accum_steps", 1)
 
 
-def build_adapter(plan: JobPlan, base, dataset, collator, reporter: JobReporter, storage: Storage):
+def rank_batches(batches, steps: int, rank: int, world: int):
+    """This rank's share of the probe: batches rank, rank + world, … of the single-process sequence,
+    ``ceil(steps / world)`` of them. gora averages the per-rank means, so with ``steps`` a multiple
+    of ``world`` the probe (hence the allocation) is the single-process one, over the same batches."""
+    if world <= 1:
+        return batches
+    per_rank = math.ceil(steps / world)
+    return itertools.islice(batches, rank, rank + per_rank * world, world)
+
+
+def build_adapter(
+    plan: JobPlan,
+    base,
+    dataset,
+    collator,
+    reporter: JobReporter,
+    storage: Storage,
+    rank: int = 0,
+):
     cfg = GoraConfig.from_dict(plan.adapter)
     reporter.phase(JobPhase.PROBING, f"Probing gradients over {cfg.probe_steps} batches")
     # Probe batches are training micro-batches: probing then needs no more memory than a step.
     micro_batch, _ = batch_split(plan.hyperparameters)
     batches = make_batches(dataset, collator, micro_batch, seed=cfg.seed)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    batches = rank_batches(batches, cfg.probe_steps, rank, world)
+    if world > 1 and torch.cuda.is_available():  # this rank's GPU (set by run_job)
+        base = base.to(torch.device("cuda", torch.cuda.current_device()))
     try:
         model = get_gora_model(base, cfg, probe_with_progress(batches, cfg.probe_steps, reporter))
     except ValueError as exc:
@@ -136,8 +160,9 @@ def build_adapter(plan: JobPlan, base, dataset, collator, reporter: JobReporter,
             ErrorCode.USER_TARGET_MODULES_NOT_FOUND, str(exc), "adapter.target_modules"
         ) from exc
     report = model.gora_report.to_dict()
-    artifacts.upload_json(storage, job_key(plan.job_id, "gora_allocation.json"), report)
-    reporter.allocation(report)
+    if rank == 0:  # the report is rank 0's, broadcast by gora: every rank holds the same
+        artifacts.upload_json(storage, job_key(plan.job_id, "gora_allocation.json"), report)
+        reporter.allocation(report)
     return model
 
 

@@ -126,3 +126,35 @@ class JobReporter:
                     data={"code": error["code"], **({"log_tail": detail} if detail else {})},
                 )
         return done
+
+
+class QuietReporter(JobReporter):
+    """The reporter of ranks above 0 in a multi-GPU job: rank 0 alone writes the job's record and
+    polls the cancel flag (the recipe shares its stop decision with every rank)."""
+
+    def event(self, message: str, *, level: str = "info", type: str = "message", **data: Any):
+        log.debug("%s (rank > 0, not recorded): %s", self.job_id, message)
+
+    def phase(self, phase: str, message: str, **data: Any) -> None:
+        self.event(message)
+
+    def metrics(self, values: dict[str, Any], metrics_file: Path) -> None:
+        pass
+
+    def checkpoint(self, step: int, storage_key: str, metrics: dict[str, Any]) -> None:
+        pass
+
+    def allocation(self, report: dict[str, Any]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def succeed(self, result_files: list[str], trained_tokens: int, model_name: str) -> bool:
+        return False
+
+    def cancelled(self, step: int) -> bool:
+        return False
+
+    def fail(self, error: dict[str, Any], detail: str | None = None) -> bool:
+        return False

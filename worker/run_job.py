@@ -17,6 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
 from gora.data.encoding import build_label_map
 from gora.data.loading import collator_for
 from gora.export import save_adapter
@@ -42,7 +45,7 @@ from worker.pipeline import (
     reference_outputs,
     training_config,
 )
-from worker.reporting import JobReporter
+from worker.reporting import JobReporter, QuietReporter
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("worker.run_job")
@@ -53,6 +56,23 @@ def die_with_parent() -> None:
     """Linux: the kernel kills this process when its supervisor dies, so no orphan keeps training."""
     with contextlib.suppress(OSError):  # not Linux: the reconciler still takes the job back
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(this rank, number of ranks): torchrun exports RANK and WORLD_SIZE; a plain child is 0 of 1."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed() -> None:
+    """Under torchrun: this rank's GPU (LOCAL_RANK among the worker's CUDA_VISIBLE_DEVICES) and the
+    process group, before the probe (gora all-reduces over it) and the Trainer (accelerate reuses it)."""
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        # Without it the Trainer sees no GPU, runs each rank on its own (no DDP) and only warns.
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+        dist.init_process_group("gloo")
 
 
 def file_key_of(session, team_id: str, file_id: str | None, param: str) -> str | None:
@@ -124,7 +144,10 @@ def export(plan: JobPlan, model, dataset, collator, storage: Storage, work: Work
     ]
 
 
-def run(plan: JobPlan, reporter: JobReporter, storage: Storage, work: Workspace) -> None:
+def run(
+    plan: JobPlan, reporter: JobReporter, storage: Storage, work: Workspace, rank: int = 0
+) -> None:
+    """The whole job on one rank; only rank 0 writes (ranks above 0 get a ``QuietReporter``)."""
     # The pid lets an operator (and the tests) find the training process of a job.
     reporter.phase(
         JobPhase.LOADING, f"Loading model {plan.model_source['name']} and data", pid=os.getpid()
@@ -144,7 +167,7 @@ def run(plan: JobPlan, reporter: JobReporter, storage: Storage, work: Workspace)
         reporter.event(f"Resuming from checkpoint {checkpoint.name}")
         model = load_trainable_adapter(base, checkpoint)
     else:
-        model = build_adapter(plan, base, dataset, collator, reporter, storage)
+        model = build_adapter(plan, base, dataset, collator, reporter, storage, rank)
     config = training_config(plan, work, len(dataset))
     reporter.phase(
         JobPhase.TRAINING, f"Training: {config.n_epochs} epochs, batch {config.batch_size}"
@@ -159,7 +182,11 @@ def run(plan: JobPlan, reporter: JobReporter, storage: Storage, work: Workspace)
     if result.cancelled:
         reporter.cancelled(result.steps)
         return
+    if rank != 0:  # rank 0 exports and records the outcome
+        return
     reporter.phase(JobPhase.EXPORTING, "Exporting the adapter (PEFT and uniform formats)")
+    if rank_and_world()[1] > 1:  # the reference pass runs on the CPU, as in one process
+        model = model.to("cpu")
     files = export(plan, model, dataset, collator, storage, work)
     reporter.succeed(
         files, result.trained_tokens, f"{plan.model_source['name']}:gora:{plan.job_id}"
@@ -170,20 +197,29 @@ def main(job_id: str, worker_id: str) -> int:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings, worker_settings = get_settings(), WorkerSettings()
+    rank, world = rank_and_world()
+    if world > 1:
+        init_distributed()
     database = Database(settings.database_url)
-    work_root = Path(worker_settings.work_dir or settings.data_dir / "work") / job_id
-    work = Workspace(work_root)
+    # Each rank has its own local copies (data, a resumed checkpoint); rank 0's is the job's.
+    name = job_id if rank == 0 else f"{job_id}.rank{rank}"
+    work = Workspace(Path(worker_settings.work_dir or settings.data_dir / "work") / name)
     shutil.rmtree(work.root / "export", ignore_errors=True)
     work.root.mkdir(parents=True, exist_ok=True)
-    reporter = JobReporter(database, job_id, worker_id, worker_settings.cancel_poll_s)
+    reporter_class = JobReporter if rank == 0 else QuietReporter
+    reporter = reporter_class(database, job_id, worker_id, worker_settings.cancel_poll_s)
     try:
         plan = load_plan(database, job_id, str(settings.models_dir))
-        run(plan, reporter, Storage(settings.storage_url), work)
+        run(plan, reporter, Storage(settings.storage_url), work, rank)
     except JobUserError as exc:
+        # A user error (bad data, model, config, divergence) is met by every rank alike; rank 0
+        # records it, the others just end.
         log.info("job %s failed (user error): %s", job_id, json.dumps(exc.as_error()))
         reporter.fail(exc.as_error())
     finally:
         database.dispose()
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
     shutil.rmtree(work.root, ignore_errors=True)
     return 0
 

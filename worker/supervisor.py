@@ -8,8 +8,11 @@ lines of its log in an event).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,10 +47,17 @@ def run_job(hinted_job_id: str) -> str:
             if job is None:
                 return "nothing to run"
             job_id, pool, attempt = job.id, job.pool, job.attempt
+            processes = max(1, job.gpu_count or 0)
             repository.add_event(
                 session, job_id, f"Started on worker {worker_id} (attempt {attempt})"
             )
-        outcome = supervise(database, settings, worker_settings, job_id, worker_id)
+            if processes > 1 and processes > worker_gpus():
+                refuse_gpu_count(session, job_id, worker_id, processes)
+                processes = 0
+        if processes:
+            outcome = supervise(database, settings, worker_settings, job_id, worker_id, processes)
+        else:
+            outcome = "failed"
         give_next_turn(database, settings, pool)
         return f"{job_id}: {outcome}"
     finally:
@@ -60,21 +70,110 @@ def child_log_path(settings: Settings, worker_settings: WorkerSettings, job_id: 
     return root / f"{job_id}.log"
 
 
-def start_child(job_id: str, worker_id: str, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker.run_job", job_id, worker_id],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+def worker_gpus() -> int:
+    """The GPUs this worker was given (``gora worker --gpus 0,1`` sets CUDA_VISIBLE_DEVICES)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return len([device for device in visible.split(",") if device.strip()])
+
+
+def refuse_gpu_count(session, job_id: str, worker_id: str, wanted: int) -> None:
+    """A job asking for more GPUs than this worker has fails at once (a user error, not a retry:
+    every worker of a pool is started with the same ``--gpus``)."""
+    have = worker_gpus()
+    error = {
+        "code": ErrorCode.USER_BAD_CONFIG.value,
+        "message": f"the job asks for {wanted} GPUs but the workers of its pool have {have}; "
+        f"ask for at most {max(have, 1)} (gpu.count) or use a pool with more GPUs",
+        "param": "gpu.count",
+    }
+    if repository.transition_held(
+        session, job_id, worker_id, expected=JobStatus.RUNNING, to=JobStatus.FAILED, error=error
+    ):
+        repository.add_event(
+            session,
+            job_id,
+            f"Job failed: {error['message']}",
+            level="error",
+            data={"code": error["code"]},
         )
 
 
+def child_command(job_id: str, worker_id: str, processes: int = 1) -> list[str]:
+    """The training child: one process, or ``processes`` ranks under torchrun (one per GPU)."""
+    job = ["-m", "worker.run_job", job_id, worker_id]
+    if processes <= 1:
+        return [sys.executable, *job]
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+    return [sys.executable, *launcher, "--standalone", *job]
+
+
+def _die_with_supervisor() -> None:  # runs in the forked torchrun before exec
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def start_child(
+    job_id: str, worker_id: str, log_path: Path, processes: int = 1
+) -> subprocess.Popen:
+    distributed = processes > 1
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            child_command(job_id, worker_id, processes),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # torchrun gets a process group of its own (killed as one with whatever it started that
+            # stayed in it); it dies with this process, and each rank with it (run_job's
+            # PR_SET_PDEATHSIG).
+            start_new_session=distributed,
+            preexec_fn=_die_with_supervisor if distributed else None,
+        )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; empty elsewhere or once it is gone)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as handle:
+                    children = [int(child) for child in handle.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            todo.extend(children)
+    return found
+
+
+def kill_child(child: subprocess.Popen, processes: int) -> None:
+    if processes <= 1:
+        child.kill()
+        return
+    # torchrun starts each rank in a session of its own, so its process group holds torchrun alone:
+    # the ranks are found by ancestry and killed by pid (each would also die with torchrun, by
+    # PR_SET_PDEATHSIG, but a rank must never outlive a kill).
+    ranks = descendants(child.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    for pid in ranks:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def supervise(
-    database: Database, settings: Settings, ws: WorkerSettings, job_id: str, worker_id: str
+    database: Database,
+    settings: Settings,
+    ws: WorkerSettings,
+    job_id: str,
+    worker_id: str,
+    processes: int = 1,
 ) -> str:
     log_path = child_log_path(settings, ws, job_id)
-    child = start_child(job_id, worker_id, log_path)
+    child = start_child(job_id, worker_id, log_path, processes)
     log.info("job %s: child %s started, log %s", job_id, child.pid, log_path)
     cancel_seen_at: float | None = None
     last_beat = time.monotonic()
@@ -92,7 +191,7 @@ def supervise(
             log.info(
                 "job %s: stopping child %s (held=%s, status=%s)", job_id, child.pid, held, status
             )
-            child.kill()
+            kill_child(child, processes)
     child.wait()
     return record_exit(database, ws, job_id, worker_id, child.returncode, log_path)
 
