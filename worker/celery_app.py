@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import Celery
+from celery import Celery, signals
 
 from service.broker import RUN_JOB_TASK, celery_config
 from service.settings import get_settings
@@ -45,6 +45,14 @@ def worker_config() -> dict:
 
 app = Celery("gora")
 app.conf.update(worker_config())
+
+
+@signals.setup_logging.connect
+def _structured_logs(loglevel=None, **_) -> None:
+    """Celery leaves the root logger to us: JSON lines off a terminal, each with its job and team."""
+    from worker.logs import configure
+
+    configure(loglevel or logging.INFO)
 
 
 @app.task(name=RUN_JOB_TASK, ignore_result=True)

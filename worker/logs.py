@@ -8,9 +8,9 @@ logger emitted it (ours, Celery's; transformers' logger does not propagate to th
 ``transformers.utils.logging.enable_propagation()`` is called). Outside a job they are ``null`` (JSON)
 or ``-``.
 
-Not wired in yet: ``gora worker`` (Celery's ``setup_logging`` signal), the supervisor (``bound`` once the
-job is claimed, in ``worker.supervisor.run_job``) and the child (``configure`` + ``bound`` in
-``worker.run_job``'s main, instead of ``logging.basicConfig``) are the three places.
+Wired in: ``gora worker`` (Celery's ``setup_logging`` signal, worker/celery_app.py), the supervisor
+(``bound`` once it has claimed a job) and the training child (``configure`` + ``set_process_job``: the
+job and, once the job row is read, the team, for every thread of the process).
 
     from worker.logs import bound, configure
     configure()                      # once per process: replaces the root logger's handlers
@@ -49,8 +49,18 @@ def bound(job_id: str | None, team_id: str | None = None) -> Iterator[None]:
         _JOB_ID.reset(job_token)
 
 
+# A process that lives for one job (the training child) sets it once for all its threads: a new thread
+# starts with an empty context, so ``bound`` in the main thread would not reach it.
+_PROCESS: dict[str, str | None] = {"job_id": None, "team_id": None}
+
+
+def set_process_job(job_id: str | None, team_id: str | None = None) -> None:
+    """The job (and team) of every line of this process that no ``bound`` block overrides."""
+    _PROCESS.update(job_id=job_id, team_id=team_id)
+
+
 def current() -> tuple[str | None, str | None]:
-    return _JOB_ID.get(), _TEAM_ID.get()
+    return _JOB_ID.get() or _PROCESS["job_id"], _TEAM_ID.get() or _PROCESS["team_id"]
 
 
 class JobContext(logging.Filter):
@@ -58,10 +68,11 @@ class JobContext(logging.Filter):
     ``extra=`` wins); never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        job_id, team_id = current()
         if getattr(record, "job_id", None) is None:
-            record.job_id = _JOB_ID.get()
+            record.job_id = job_id
         if getattr(record, "team_id", None) is None:
-            record.team_id = _TEAM_ID.get()
+            record.team_id = team_id
         return True
 
 

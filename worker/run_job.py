@@ -33,6 +33,7 @@ from service.settings import get_settings
 from service.storage import Storage, adapter_key, job_key
 from worker import artifacts
 from worker.errors import JobUserError
+from worker.logs import configure, set_process_job
 from worker.pipeline import (
     REFERENCE_OUTPUTS,
     JobCallbacks,
@@ -90,6 +91,7 @@ def load_plan(database: Database, job_id: str, models_dir: str) -> JobPlan:
     with database.transaction() as session:
         job = repository.get(session, job_id)
         assert job is not None, f"job {job_id} vanished"
+        set_process_job(job.id, job.team_id)
         return JobPlan(
             job_id=job.id,
             model_source=job.model_source,
@@ -195,7 +197,8 @@ def run(
 
 def main(job_id: str, worker_id: str) -> int:
     die_with_parent()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure(logging.INFO)  # JSON lines into the child's log file, with the job on each
+    set_process_job(job_id)
     settings, worker_settings = get_settings(), WorkerSettings()
     rank, world = rank_and_world()
     if world > 1:

@@ -26,6 +26,7 @@ from service.db import Database
 from service.jobs import repository
 from service.jobs.lifecycle import ErrorCode, JobStatus
 from service.settings import Settings, get_settings
+from worker.logs import bound
 from worker.scheduling import claim_next, next_waiting
 from worker.settings import WorkerSettings
 
@@ -46,7 +47,7 @@ def run_job(hinted_job_id: str) -> str:
             job = claim_next(session, hinted_job_id, worker_id)
             if job is None:
                 return "nothing to run"
-            job_id, pool, attempt = job.id, job.pool, job.attempt
+            job_id, pool, attempt, team_id = job.id, job.pool, job.attempt, job.team_id
             processes = max(1, job.gpu_count or 0)
             repository.add_event(
                 session, job_id, f"Started on worker {worker_id} (attempt {attempt})"
@@ -54,12 +55,15 @@ def run_job(hinted_job_id: str) -> str:
             if processes > 1 and processes > worker_gpus():
                 refuse_gpu_count(session, job_id, worker_id, processes)
                 processes = 0
-        if processes:
-            outcome = supervise(database, settings, worker_settings, job_id, worker_id, processes)
-        else:
-            outcome = "failed"
-        give_next_turn(database, settings, pool)
-        return f"{job_id}: {outcome}"
+        with bound(job_id, team_id):  # every line until the job ends names it and its team
+            if processes:
+                outcome = supervise(
+                    database, settings, worker_settings, job_id, worker_id, processes
+                )
+            else:
+                outcome = "failed"
+            give_next_turn(database, settings, pool)
+            return f"{job_id}: {outcome}"
     finally:
         database.dispose()
 

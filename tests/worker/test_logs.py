@@ -100,3 +100,28 @@ def test_extra_wins_and_threads_have_their_own_context(monkeypatch):
     from_thread, explicit = (json.loads(line) for line in lines(stream))
     assert from_thread["job_id"] is None  # a new thread starts with an empty context
     assert explicit["job_id"] == "ftjob-other" and explicit["team_id"] == "team-main"
+
+
+def test_a_one_job_process_names_its_job_on_every_thread(root, monkeypatch):
+    from worker.logs import set_process_job
+
+    monkeypatch.setenv("GORA_LOG_FORMAT", "json")
+    stream = io.StringIO()
+    configure(logging.INFO, stream)
+    log = logging.getLogger("worker.run_job")
+    try:
+        set_process_job("ftjob-child")
+        log.info("loading")
+        set_process_job("ftjob-child", "team-c")  # once the job row is read
+        thread = threading.Thread(target=lambda: log.info("from a thread"))
+        thread.start()
+        thread.join()
+        with bound("ftjob-inner", "team-i"):
+            log.info("bound wins")
+    finally:
+        set_process_job(None)
+    loading, threaded, inner = (json.loads(line) for line in lines(stream))
+    assert (loading["job_id"], loading["team_id"]) == ("ftjob-child", None)
+    assert (threaded["job_id"], threaded["team_id"]) == ("ftjob-child", "team-c")
+    assert (inner["job_id"], inner["team_id"]) == ("ftjob-inner", "team-i")
+    assert current() == (None, None)
