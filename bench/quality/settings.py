@@ -75,7 +75,7 @@ ARITHMETIC = TaskSettings(
     batch_size=8,
     n_epochs=1,
     probe_steps=16,
-    lr_grid=(2e-4, 5e-4),
+    lr_grid=(2e-4, 5e-4, 1e-3),  # 1e-3 added after LoRA chose 5e-4, the old edge
     max_new_tokens=80,  # the longest worked answer is ~76 tokens
 )
 
