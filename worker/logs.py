@@ -76,9 +76,17 @@ class JobContext(logging.Filter):
         return True
 
 
+def distributed_rank() -> int | None:
+    """This process's rank in a multi-process job (torchrun sets RANK and WORLD_SIZE), else None:
+    the ranks of one job write into one log, so each line says which rank wrote it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return int(os.environ.get("RANK", "0"))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts (UTC, ISO 8601), level, logger, message, job_id, team_id,
-    process, and ``exc`` with the traceback when there is one."""
+    process, ``rank`` in a multi-process job, and ``exc`` with the traceback when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -90,6 +98,9 @@ class JsonFormatter(logging.Formatter):
             "team_id": getattr(record, "team_id", None),
             "process": record.process,
         }
+        rank = distributed_rank()
+        if rank is not None:
+            line["rank"] = rank
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:

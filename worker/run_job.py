@@ -74,6 +74,13 @@ def init_distributed() -> None:
         # Without it the Trainer sees no GPU, runs each rank on its own (no DDP) and only warns.
         os.environ["ACCELERATE_USE_CPU"] = "true"
         dist.init_process_group("gloo")
+    # Every rank says it joined: the ranks share one log, and only rank 0 reports anything else.
+    log.info(
+        "rank %d of %d joined the %s process group",
+        dist.get_rank(),
+        dist.get_world_size(),
+        dist.get_backend(),
+    )
 
 
 def file_key_of(session, team_id: str, file_id: str | None, param: str) -> str | None:

@@ -147,6 +147,9 @@ class TrainingRecipe:
             dataloader_pin_memory=torch.cuda.is_available(),
             report_to="none",
             disable_tqdm=True,
+            # Every trainable parameter (LoRA A/B of each wrapped layer, a head) takes part in every
+            # forward pass, so DDP need not search the graph for unused ones each step.
+            ddp_find_unused_parameters=False,
         )
 
     def _remember_model_state(self) -> None:

@@ -125,3 +125,17 @@ def test_a_one_job_process_names_its_job_on_every_thread(root, monkeypatch):
     assert (threaded["job_id"], threaded["team_id"]) == ("ftjob-child", "team-c")
     assert (inner["job_id"], inner["team_id"]) == ("ftjob-inner", "team-i")
     assert current() == (None, None)
+
+
+def test_ranks_of_a_multi_process_job_name_themselves(root, monkeypatch):
+    monkeypatch.setenv("GORA_LOG_FORMAT", "json")
+    stream = io.StringIO()
+    configure("INFO", stream)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    logging.getLogger("worker.run_job").info("one process")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    logging.getLogger("worker.run_job").info("second rank")
+    single, ranked = (json.loads(line) for line in lines(stream))
+    assert "rank" not in single
+    assert ranked["rank"] == 1

@@ -98,7 +98,9 @@ def test_two_rank_job_writes_once_and_probes_like_one_process(stack, team, start
 
     child_log = stack.settings.data_dir / "work" / "logs" / f"{two['id']}.log"
     text = child_log.read_text(errors="replace")
-    assert "[rank1]" in text and "parallel_mode != ParallelMode.DISTRIBUTED" not in text  # DDP
+    # Both ranks logged (each JSON line names its rank), and the Trainer ran DDP, not two lone runs.
+    assert "rank 1 of 2 joined the gloo process group" in text and '"rank": 1' in text
+    assert "parallel_mode != ParallelMode.DISTRIBUTED" not in text
 
     one = submit_smollm(stack, team, 1)
     single = wait_for(stack.client, team, one["id"], {"succeeded"}, timeout_s=300)
