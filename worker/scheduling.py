@@ -17,15 +17,16 @@ from service.jobs.models import Job
 
 
 def may_start(session: Session, job: Job) -> bool:
-    limit = repository.team_running_limit(session, job.team_id)
+    # The team's row stays locked until the claim commits: claims for one team are counted in turn.
+    limit = repository.team_running_limit(session, job.team_id, lock=True)
     return limit is None or repository.running_count_for_team(session, job.team_id) < limit
 
 
 def claim_next(session: Session, hinted_job_id: str, worker_id: str) -> Job | None:
     """Claims the job this worker should run now (guarded: no job is claimed twice), or None.
 
-    The team limit is read before the claim, so two workers claiming for one team at the same
-    instant may together pass it by one; the claim itself is still exclusive.
+    Counting a team's running jobs locks the team's row until this transaction commits, so two
+    workers claiming jobs of one team at the same instant cannot together pass its limit.
     """
     hinted = repository.get(session, hinted_job_id)
     if hinted is None:

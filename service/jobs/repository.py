@@ -216,9 +216,15 @@ def touch_queued(session: Session, job_id: str) -> bool:
     return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
 
 
-def team_running_limit(session: Session, team_id: str) -> int | None:
-    """``teams.max_running_jobs`` (None: no limit)."""
-    return session.scalar(select(Team.max_running_jobs).where(Team.id == team_id))
+def team_running_limit(session: Session, team_id: str, *, lock: bool = False) -> int | None:
+    """``teams.max_running_jobs`` (None: no limit).
+
+    ``lock`` holds the team's row until the transaction ends (``SELECT ... FOR UPDATE`` on PostgreSQL;
+    SQLite serialises writers anyway), so that workers claiming jobs of one team count its running
+    jobs one after the other and cannot pass the limit together.
+    """
+    query = select(Team.max_running_jobs).where(Team.id == team_id)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def running_count_for_team(session: Session, team_id: str) -> int:

@@ -147,3 +147,49 @@ def test_listing_for_the_scheduler(client: TestClient, team: Team, database: Dat
         repository.claim(session, high, "w")
         assert repository.running_count_for_team(session, team.id) == 1
         assert repository.count_by_status(session)["running"] >= 1
+
+
+def test_claims_for_one_team_are_counted_in_turn(
+    client: TestClient, team: Team, database: Database
+):
+    """Worker b counts the team's running jobs only after worker a's claim commits: with a limit
+    of one, b must not start a second job (the team's row is locked while a claim is counted)."""
+    if not database.url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers; the embedded mode runs a single worker")
+    from sqlalchemy import update
+
+    from service.teams.models import Team as TeamRow
+    from worker.scheduling import may_start
+
+    first, second = create_job(client, team)["id"], create_job(client, team)["id"]
+    with database.transaction() as session:
+        session.execute(update(TeamRow).where(TeamRow.id == team.id).values(max_running_jobs=1))
+    a_claimed, release = threading.Event(), threading.Event()
+    seen: dict[str, bool] = {}
+
+    def worker_a() -> None:
+        with database.transaction() as session:
+            seen["a"] = may_start(session, session.get(Job, first))
+            assert repository.claim(session, first, "worker-a")
+            a_claimed.set()
+            release.wait(10)  # the claim is not committed yet
+
+    def worker_b() -> None:
+        a_claimed.wait(10)
+        with database.transaction() as session:
+            seen["b"] = may_start(session, session.get(Job, second))
+
+    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    for thread in threads:
+        thread.start()
+    a_claimed.wait(10)
+    threads[1].join(0.5)
+    b_waited = threads[1].is_alive()
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert b_waited, "b should wait for a's transaction"
+    assert seen == {"a": True, "b": False}
+    with database.transaction() as session:  # leave the team as other tests expect it
+        session.execute(update(TeamRow).where(TeamRow.id == team.id).values(max_running_jobs=None))
+        repository.transition(session, first, expected=JobStatus.RUNNING, to=JobStatus.CANCELLED)
