@@ -113,7 +113,7 @@ def test_server_errors_are_one_line(runner: CliRunner, env: dict[str, str], data
 
 
 def test_an_unreachable_server_says_where_and_how_to_start(runner: CliRunner, data: Path):
-    from tests.cli.conftest import free_port
+    from tests.live_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     env = {"GORA_API_URL": url, "GORA_API_KEY": "gsk-x"}

@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from scripts.tour import ROOT, _group_alive, _load_state, start_service, team_key
-from tests.cli.conftest import free_port
 from tests.gora.bundled import session_cache_dir
+from tests.live_server import free_port
 
 pytestmark = pytest.mark.slow
 TOUR = str(ROOT / "scripts" / "tour.py")

@@ -7,9 +7,6 @@ queue names unique to the session, so engineers running the suite in parallel ne
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +14,6 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -25,6 +21,7 @@ from service.app import create_app
 from service.db import Database
 from service.migrate import upgrade
 from service.settings import Settings
+from tests.live_server import serve
 from tests.service.support import Team
 
 SESSION = secrets.token_hex(4)
@@ -133,23 +130,8 @@ def redis_client() -> Iterator[redis.Redis]:
     client.close()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def live_url(app: FastAPI) -> Iterator[str]:
     """The app served by uvicorn on loopback, for clients that speak real HTTP."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url

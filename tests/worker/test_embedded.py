@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.gora.bundled import session_cache_dir
-from tests.service.conftest import ADMIN_TOKEN, free_port
+from tests.live_server import free_port
+from tests.service.conftest import ADMIN_TOKEN
 from tests.service.support import jsonl
 from tests.worker.conftest import FAST_WORKER_ENV, GORA, ROOT
 from tests.worker.support import classification_rows
