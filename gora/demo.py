@@ -10,25 +10,21 @@ the tuned model side by side. Everything runs offline on a CPU in a few minutes.
 from __future__ import annotations
 
 import argparse
-import re
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from gora import GoraConfig, get_gora_model, load_base_model, save_adapter
 from gora.data.encoding import build_dataset
 from gora.data.formats import read_jsonl
 from gora.data.loading import collator_for, make_batches
-from gora.report import AllocationReport
+from gora.report_table import allocation_table
 from gora.train import Metrics, TrainingCallbacks, TrainingConfig, train
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "instructions.jsonl"
 QUESTIONS = ["What is 47 plus 38?", "What is 9 times 7?"]
-_LAYER_INDEX = re.compile(r"\.(\d+)\.")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,39 +50,6 @@ class ProgressBar(TrainingCallbacks):
 
     def on_metrics(self, metrics: Metrics) -> None:
         self.progress.update(self.task, loss=f"loss {metrics.loss:.3f}")
-
-
-def allocation_table(report: AllocationReport) -> Table:
-    """Rank by layer (rows) and module kind (columns), with the totals in the caption."""
-    grid: dict[int, dict[str, int]] = defaultdict(dict)
-    kinds: list[str] = []
-    for layer in report.layers:
-        match = _LAYER_INDEX.search(layer.name)
-        kind = layer.name.rsplit(".", 1)[-1]
-        if kind not in kinds:
-            kinds.append(kind)
-        grid[int(match.group(1)) if match else -1][kind] = layer.rank
-    totals = report.to_dict()["totals"]
-    table = Table(
-        title="GoRA rank allocation (rank per layer and module)",
-        caption=f"{totals['allocated']:,} of {totals['budget']:,} parameters "
-        f"(LoRA r={report.config['r_ref']} budget); ranks {totals['rank_min']}..{totals['rank_max']}",
-    )
-    table.add_column("layer", justify="right")
-    for kind in kinds:
-        table.add_column(kind, justify="right")
-    top = totals["rank_max"]
-    for index in sorted(grid):
-        cells = [_shade(grid[index].get(kind), top) for kind in kinds]
-        table.add_row(str(index), *cells)
-    return table
-
-
-def _shade(rank: int | None, top: int) -> str:
-    if rank is None:
-        return "-"
-    style = "bold green" if rank >= 0.75 * top else "green" if rank >= 0.4 * top else "dim"
-    return f"[{style}]{rank}[/]"
 
 
 @torch.no_grad()
@@ -119,7 +82,7 @@ def main(argv=None) -> None:
     cfg = GoraConfig(r_ref=8, alpha=16, target_modules="all-linear", probe_steps=args.probe_steps)
     with console.status(f"probing gradients over {cfg.probe_steps} batches"):
         model = get_gora_model(base, cfg, make_batches(dataset, collator, 8, seed=cfg.seed))
-    console.print(allocation_table(model.gora_report))
+    console.print(allocation_table(model.gora_report.to_dict()))
     config = TrainingConfig(
         learning_rate=args.learning_rate,
         n_epochs=args.epochs,

@@ -34,8 +34,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from gora.report_table import allocation_table
 from service.client import Client, ClientError
-from service.client_cli import _console, _follow, allocation_table
+from service.client_cli import _console, _follow
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "instructions.jsonl"

@@ -9,11 +9,9 @@ traceback. Nothing here imports torch; httpx and rich load only when a command r
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tarfile
 import tempfile
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -22,14 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.table import Table
+from gora.report_table import allocation_table
 
+if TYPE_CHECKING:
     from service.client import Client
 
 F = TypeVar("F", bound=Callable[..., Any])
 FINISHED = {"succeeded", "failed", "cancelled"}
-_LAYER_INDEX = re.compile(r"\.(\d+)\.")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -375,47 +372,6 @@ def events(
 
 
 # --- allocation and download ----------------------------------------------------------------
-
-
-def allocation_table(report: dict[str, Any]) -> Table:
-    """Rank by layer (rows) and module kind (columns), like ``gora.demo.allocation_table``."""
-    from rich.table import Table
-
-    grid: dict[int, dict[str, int]] = defaultdict(dict)
-    kinds: list[str] = []
-    for layer in report["layers"]:
-        match = _LAYER_INDEX.search(layer["name"])
-        kind = layer["name"].rsplit(".", 1)[-1]
-        if kind not in kinds:
-            kinds.append(kind)
-        grid[int(match.group(1)) if match else -1][kind] = layer["rank"]
-    totals, config = report.get("totals") or {}, report.get("config") or {}
-    ranks = [layer["rank"] for layer in report["layers"]] or [0]
-    top = max(ranks)
-    caption = f"ranks {min(ranks)}..{top}"
-    if "allocated" in totals and "budget" in totals:
-        caption = (
-            f"{totals['allocated']:,} of {totals['budget']:,} parameters "
-            f"(LoRA r={config.get('r_ref', '?')} budget); {caption}"
-        )
-    table = Table(
-        title=f"{report.get('adapter_type', 'gora')} rank allocation (rank per layer and module)",
-        caption=caption,
-    )
-    table.add_column("layer", justify="right")
-    for kind in kinds:
-        table.add_column(kind, justify="right")
-    for index in sorted(grid):
-        cells = []
-        for kind in kinds:
-            rank = grid[index].get(kind)
-            if rank is None:
-                cells.append("-")
-                continue
-            style = "bold green" if rank >= 0.75 * top else "green" if rank >= 0.4 * top else "dim"
-            cells.append(f"[{style}]{rank}[/]")
-        table.add_row(str(index) if index >= 0 else "-", *cells)
-    return table
 
 
 def allocation(
