@@ -1,4 +1,4 @@
-"""The optimizer: AdamW with three learning-rate groups (LoRA A, LoRA B, everything else trainable).
+"""The optimizer: AdamW with a learning-rate group per parameter role (LoRA A, LoRA B, head).
 
 - LoRA A at the base rate, LoRA B at ``lr_ratio_b`` times it (LoRA+, Hayou et al. 2024; the GoRA paper's
   scripts use 16).
@@ -7,6 +7,8 @@
 
 ``peft.optimizers.create_loraplus_optimizer`` is not used: it puts 2-D head weights in the A group and
 1-D head biases in the B group, so a classifier head would train at two unrelated rates.
+A fourth role, ``base`` (pretrained weights at the base rate), is never assigned by ``parameter_role``;
+it exists for callers that pass their own role function, such as a full fine-tuning baseline.
 The schedule (linear warm-up, cosine decay to ``min_lr_ratio`` times the peak) is transformers'
 ``cosine_with_min_lr``, built by the Trainer from the arguments ``schedule_arguments`` returns; it
 scales every group by the same factor, so the ratios between groups hold at every step.
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from gora.train.config import TrainingConfig
 
-LORA_A, LORA_B, HEAD = "lora_A", "lora_B", "head"
+LORA_A, LORA_B, BASE, HEAD = "lora_A", "lora_B", "base", "head"
 _A_NAME = re.compile(r"(^|\.)lora_(embedding_)?A(\.|$)")
 _B_NAME = re.compile(r"(^|\.)lora_(embedding_)?B(\.|$)")
 
@@ -37,21 +40,32 @@ def parameter_role(name: str) -> str:
 
 
 def lr_ratios(config: TrainingConfig) -> dict[str, float]:
-    return {LORA_A: 1.0, LORA_B: float(config.lr_ratio_b), HEAD: float(config.head_lr_ratio)}
+    return {
+        LORA_A: 1.0,
+        LORA_B: float(config.lr_ratio_b),
+        BASE: 1.0,
+        HEAD: float(config.head_lr_ratio),
+    }
 
 
-def build_param_groups(model: torch.nn.Module, config: TrainingConfig) -> list[dict[str, Any]]:
-    """One group per role that has trainable parameters, in the order A, B, head.
+RoleOf = Callable[[str], str]
+
+
+def build_param_groups(
+    model: torch.nn.Module, config: TrainingConfig, role_of: RoleOf = parameter_role
+) -> list[dict[str, Any]]:
+    """One group per role that has trainable parameters, in the order A, B, base, head.
 
     Each group carries its ``name`` and ``lr_ratio`` (to the base rate) next to what AdamW reads.
     A comes first on purpose: the Trainer reports the first group's rate as "the" learning rate.
+    ``role_of`` maps a parameter name to a role (default: ``parameter_role``).
     """
     config.require_resolved()
-    by_role: dict[str, list[torch.nn.Parameter]] = {LORA_A: [], LORA_B: [], HEAD: []}
+    by_role: dict[str, list[torch.nn.Parameter]] = {LORA_A: [], LORA_B: [], BASE: [], HEAD: []}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            by_role[parameter_role(name)].append(param)
-    if not by_role[LORA_A] and not by_role[LORA_B]:
+            by_role[role_of(name)].append(param)
+    if not (by_role[LORA_A] or by_role[LORA_B] or by_role[BASE]):
         raise ValueError(
             "the model has no trainable LoRA parameters (names with lora_A / lora_B); "
             "pass the peft.PeftModel that get_gora_model or get_peft_model returned"
@@ -70,9 +84,12 @@ def build_param_groups(model: torch.nn.Module, config: TrainingConfig) -> list[d
     ]
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
+def build_optimizer(
+    model: torch.nn.Module, config: TrainingConfig, role_of: RoleOf = parameter_role
+) -> torch.optim.AdamW:
     """AdamW over ``build_param_groups``, with torch's default betas and eps (as the Trainer's)."""
-    return torch.optim.AdamW(build_param_groups(model, config), lr=float(config.learning_rate))
+    groups = build_param_groups(model, config, role_of)
+    return torch.optim.AdamW(groups, lr=float(config.learning_rate))
 
 
 def schedule_arguments(config: TrainingConfig) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from gora.train.events import (
     TrainingDiverged,
     TrainingWarning,
 )
-from gora.train.optim import build_optimizer
+from gora.train.optim import build_optimizer, parameter_role
 
 IGNORE_INDEX = -100
 TRAINED_TOKENS = "trained_tokens"
@@ -63,7 +63,13 @@ def loss_normalises_over_accumulation(model: torch.nn.Module) -> bool:
 
 
 class RecipeTrainer(Trainer):
-    """Trainer with our optimizer groups, a trained-token count, and that count in every log."""
+    """Trainer with our optimizer groups, a trained-token count, and that count in every log.
+
+    ``parameter_role`` decides each trainable parameter's learning-rate group; a caller may replace
+    it after ``TrainingRecipe.setup()`` and before training (the benchmark's non-LoRA baselines do).
+    """
+
+    parameter_role = staticmethod(parameter_role)
 
     def __init__(self, *args: Any, recipe_config: TrainingConfig, **kwargs: Any):
         self.recipe_config = recipe_config
@@ -80,7 +86,7 @@ class RecipeTrainer(Trainer):
         # placed (and, under FSDP, wrapped) the model, so the groups hold the parameters it trains.
         if self.optimizer is None:
             target = model if model is not None else self.model
-            self.optimizer = build_optimizer(target, self.recipe_config)
+            self.optimizer = build_optimizer(target, self.recipe_config, self.parameter_role)
         return self.optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):  # type: ignore[override]

@@ -248,6 +248,36 @@ def test_param_groups_have_lora_plus_and_head_rates():
     assert used == pytest.approx({"lora_A": 1e-3, "lora_B": 16e-3, "head": 8e-3})
 
 
+def test_a_caller_role_function_trains_a_plain_model_at_base_and_head_rates():
+    """The hook the quality benchmark's full fine-tuning uses: no LoRA, two rates, every weight."""
+    torch.manual_seed(0)
+    llama = tiny_config()
+    llama.num_labels = N_LABELS
+    model = LlamaForSequenceClassification(llama)
+    with pytest.raises(ValueError, match="no trainable LoRA parameters"):
+        build_param_groups(model, config())  # the default roles refuse a model without LoRA
+
+    def role(name: str) -> str:
+        return "head" if name.startswith("score.") else "base"
+
+    cfg = config(learning_rate=1e-3, head_lr_ratio=8.0, max_steps=1, warmup_ratio=0.0)
+    groups = {g["name"]: g["lr"] for g in build_param_groups(model, cfg, role)}
+    assert groups == pytest.approx({"base": 1e-3, "head": 8e-3})
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    recipe = TrainingRecipe(model, class_rows(8), collate, cfg)
+    recipe.setup()
+    recipe.trainer.parameter_role = role
+    try:
+        recipe.train()
+        used = {g["name"]: g["initial_lr"] for g in recipe.optimizer.param_groups}
+    finally:
+        recipe.cleanup()
+    assert used == pytest.approx({"base": 1e-3, "head": 8e-3})
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert "score.weight" in changed and "model.layers.0.self_attn.q_proj.weight" in changed
+
+
 def dataclasses_replace(cfg: TrainingConfig, **changes) -> TrainingConfig:
     return TrainingConfig.from_dict({**cfg.to_dict(), **changes})
 
