@@ -23,7 +23,7 @@ class TaskData:
 
 
 def task_rows(settings: TaskSettings) -> TaskData:
-    if settings.task == "r8":
+    if settings.is_classification:
         return _r8_rows(settings)
     return _arithmetic_rows(settings)
 
@@ -48,7 +48,7 @@ def _arithmetic_rows(settings: TaskSettings) -> TaskData:
 def encode_train(
     rows: list[dict[str, Any]], tokenizer, settings: TaskSettings, labels: list[str]
 ) -> EncodedDataset:
-    if settings.task == "r8":
+    if settings.is_classification:
         label2id = {name: i for i, name in enumerate(labels)}
         dataset, _ = build_dataset(
             rows, "classification", tokenizer, settings.hf_task, settings.max_length, label2id

@@ -1,35 +1,48 @@
-"""Each benchmarked method as "a trainable PeftModel over a fresh base", at LoRA r_ref's budget.
+"""Each benchmarked method as "a trainable model over a fresh base", at LoRA r_ref's budget.
 
 GoRA and plain LoRA go through ``gora.get_gora_model`` (so they differ only in what GoRA changes);
 PEFT's peers are built with PEFT's own API on the same exact target modules. Every method then
-trains with the same recipe (``gora.train``: LoRA+ 16x, head 16x, cosine), so the comparison is
-initialisation and rank allocation, not optimiser settings.
+trains with the same recipe (``gora.train``'s ``TrainingRecipe``: LoRA+ 16x, head 16x, cosine), so
+the comparison is initialisation and rank allocation, not optimiser settings. Two methods need more
+from the recipe, and get it through its documented hooks rather than a loop of their own:
+AdaLoRA's rank update after every optimizer step (a transformers callback), and full fine-tuning's
+learning-rate groups (the pretrained weights at the base rate, the head at 16x).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from peft import EvaConfig, LoraConfig, LoraGAConfig, get_peft_model, initialize_lora_eva_weights
+from peft import (
+    AdaLoraConfig,
+    EvaConfig,
+    LoraConfig,
+    LoraGAConfig,
+    get_peft_model,
+    initialize_lora_eva_weights,
+)
 from peft.tuners.lora.loraga import preprocess_loraga
+from transformers import TrainerCallback
 
 from bench.quality.settings import TaskSettings
 from gora import GoraConfig, get_gora_model, load_base_model
 from gora.adapters import infer_task_type
 from gora.data.loading import make_batches
 from gora.targets import resolve_targets
+from gora.train.optim import BASE, HEAD, LORA_A, parameter_role
 
-# Why a peer is not run: shown by the runner and in docs/benchmarks.md.
+# Why a method is not run on a task: shown by the runner and in docs/benchmarks.md.
 SKIPPED = {
-    "adalora": "needs update_and_allocate() between backward and zero_grad on every step; the shared "
-    "recipe (gora.train, on transformers' Trainer) has no hook there, so it could not train under "
-    "the same recipe as the others",
-    "full": "gora.train refuses a model without LoRA parameters (by design: it builds LoRA+ groups); "
-    "a separate loop would not be the same recipe",
+    (
+        "arithmetic",
+        "full",
+    ): "the issue asks for full fine-tuning as the ceiling of task 1 (R8) only",
 }
 
 
@@ -39,7 +52,9 @@ class BuiltModel:
     tokenizer: Any
     init_s: float  # probing / preprocessing / SVD time before training (0 for LoRA)
     allocation: dict[str, Any] | None = None  # GoRA's report
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The optimizer's role of each parameter name (gora.train.optim), when the default does not fit.
+    parameter_role: Callable[[str], str] = parameter_role
+    trainer_callbacks: list[TrainerCallback] = field(default_factory=list)
 
 
 def load_base(settings: TaskSettings, labels: list[str], seed: int):
@@ -64,6 +79,11 @@ def gora_config(method: str, settings: TaskSettings, seed: int) -> GoraConfig:
         return GoraConfig(type="gora", gamma=0.0, **common)
     if method == "gora_fixed_rank":  # initialisation only: every rank r_ref
         return GoraConfig(type="gora", r_min=settings.r_ref, r_max=settings.r_ref, **common)
+    if method == "lora_rslora":  # diagnostic: GoRA's α/√r scaling alone (every rank r_ref, B = 0)
+        fixed = {**common, "probe_steps": 1}  # the probe decides nothing here: keep it short
+        return GoraConfig(
+            type="gora", gamma=0.0, r_min=settings.r_ref, r_max=settings.r_ref, **fixed
+        )
     raise ValueError(f"{method!r} is not a GoRA/LoRA method")
 
 
@@ -71,21 +91,79 @@ def _targets(settings: TaskSettings) -> str | list[str]:
     return settings.targets if isinstance(settings.targets, str) else list(settings.targets)
 
 
+GORA_PATH = ("lora", "gora", "gora_gamma0", "gora_fixed_rank", "lora_rslora")
+
+
 def build(method, settings, base, tokenizer, seed, train_ds, collator) -> BuiltModel:
     """``base`` fresh from ``load_base``; ``train_ds`` gives the probe / preprocessing batches."""
-    if method in SKIPPED:
-        raise NotImplementedError(f"{method}: {SKIPPED[method]}")
+    if (settings.task, method) in SKIPPED:
+        raise NotImplementedError(f"{method}: {SKIPPED[settings.task, method]}")
     torch.manual_seed(seed)
     batches = make_batches(train_ds, collator, settings.batch_size, seed=seed)
     started = time.perf_counter()
-    if method in ("lora", "gora", "gora_gamma0", "gora_fixed_rank"):
+    if method in GORA_PATH:
         model = get_gora_model(base, gora_config(method, settings, seed), batches)
         report = model.gora_report
         init_s = report.probe.get("seconds", 0.0) if report.probe else 0.0
-        allocation = report.to_dict() if method != "lora" else None
+        allocation = report.to_dict() if method not in ("lora", "lora_rslora") else None
         return BuiltModel(model, tokenizer, init_s, allocation)
+    if method == "full":
+        return BuiltModel(base, tokenizer, 0.0, parameter_role=_full_finetuning_role)
+    if method == "adalora":
+        steps = _training_steps(len(train_ds), settings)
+        model = get_peft_model(base, _adalora_config(base, settings, steps))
+        return BuiltModel(
+            model,
+            tokenizer,
+            0.0,
+            parameter_role=_adalora_role,
+            trainer_callbacks=[AdaLoraRankUpdate(model)],
+        )
     model = _build_peer(method, base, settings, batches)
     return BuiltModel(model, tokenizer, time.perf_counter() - started)
+
+
+def _training_steps(n_rows: int, settings: TaskSettings) -> int:
+    return math.ceil(settings.n_epochs * math.ceil(n_rows / settings.batch_size))
+
+
+def _full_finetuning_role(name: str) -> str:
+    """Every pretrained weight at the base rate; the new classifier head at the head rate."""
+    return HEAD if name.startswith(("classifier.", "score.")) else BASE
+
+
+def _adalora_role(name: str) -> str:
+    # AdaLoRA's singular values (lora_E, r x 1, zero at start) go with A, as PEFT's own LoRA+
+    # optimizer (create_loraplus_optimizer) places them; B stays at 16x.
+    return LORA_A if ".lora_E." in name else parameter_role(name)
+
+
+def _adalora_config(base, settings: TaskSettings, steps: int) -> AdaLoraConfig:
+    """Starts at rank 1.5 r_ref and prunes to an average of r_ref: LoRA's budget once pruned.
+
+    The schedule keeps PEFT's example proportions (warm-up 10 %, final phase 30 % of the steps).
+    """
+    return AdaLoraConfig(
+        init_r=settings.r_ref * 3 // 2,
+        target_r=settings.r_ref,
+        tinit=max(1, steps // 10),
+        tfinal=max(1, steps * 3 // 10),
+        deltaT=max(1, steps // 25),
+        total_step=steps,
+        lora_alpha=settings.alpha,
+        target_modules=sorted(resolve_targets(base, _targets(settings))),
+        task_type=infer_task_type(base),
+    )
+
+
+class AdaLoraRankUpdate(TrainerCallback):
+    """AdaLoRA's budget step, after each optimizer step and before the gradients are zeroed."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.model.base_model.update_and_allocate(state.global_step)
 
 
 def _peer_config(method: str, base, settings: TaskSettings) -> LoraConfig:
@@ -149,4 +227,12 @@ def _gradient_steps(base, batches, steps: int):
 
 
 def trainable_params(model) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Parameters that train; for AdaLoRA, those of the ranks its budget kept (pruned ones are zero)."""
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    for module in model.modules():
+        values = getattr(module, "lora_E", None)
+        if isinstance(values, torch.nn.ParameterDict) and "default" in values:
+            a, b, e = module.lora_A["default"], module.lora_B["default"], values["default"]
+            pruned = int((e == 0).sum())  # a pruned rank costs a row of A, a column of B, its value
+            total -= pruned * (a.shape[1] + b.shape[0] + 1)
+    return total

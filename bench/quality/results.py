@@ -1,11 +1,14 @@
 """``results.json`` (the table's rows), ``lr_search.json`` (validation scores) and per-run records.
 
 Rows are appended and the file rewritten atomically after each run, so a stopped session loses at
-most the run in progress; ``has_rows`` lets the runner skip what is already there.
+most the run in progress; ``has_rows`` lets the runner skip what is already there. Each rewrite holds
+an exclusive lock, so two runners (one per core) can fill the table side by side.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -15,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 QUICK_RESULTS = HERE / "out" / "results_quick.json"  # quick runs never enter the table
 LR_SEARCH = HERE / "lr_search.json"
+DIAGNOSTICS = HERE / "diagnostics.json"  # controls outside the issue's method list (run.py)
 RUNS = HERE / "runs"  # one JSON per run: losses, allocation (GoRA), settings
 
 
@@ -22,12 +26,23 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    all_rows = read_rows(path) + rows
+@contextlib.contextmanager
+def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(all_rows, indent=1) + "\n")
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
     os.replace(tmp, path)
+
+
+def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with _locked(path):
+        _rewrite(path, read_rows(path) + rows)
 
 
 def _is_row(row: dict[str, Any], task: str, method: str, seed: int) -> bool:
@@ -45,10 +60,8 @@ def row_lr(path: Path, task: str, method: str, seed: int) -> float | None:
 
 def drop_rows(path: Path, task: str, method: str, seed: int) -> None:
     """Removes a row group whose learning rate is no longer the search's choice (grid widened)."""
-    kept = [r for r in read_rows(path) if not _is_row(r, task, method, seed)]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(kept, indent=1) + "\n")
-    os.replace(tmp, path)
+    with _locked(path):
+        _rewrite(path, [r for r in read_rows(path) if not _is_row(r, task, method, seed)])
 
 
 def searched(task: str, method: str) -> dict[float, dict[str, Any]]:

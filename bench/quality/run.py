@@ -3,10 +3,13 @@
     python -m bench.quality.run --task r8 --method gora --seed 0      # lr search (seed 0) + test
     python -m bench.quality.run --task r8 --method lora --quick       # smoke test, < 10 minutes
     python -m bench.quality.run --all                                 # every row, priority order
+    python -m bench.quality.run --task r8_pilot --method lora --lr 5e-4  # one validation point
 
 The learning rate of each method is chosen once, with seed 0, on a validation split carved from
 train (never test); later seeds reuse it. Rows already in results.json (and rates already in
 lr_search.json) are skipped, so the table can be built over several sittings. One CPU thread.
+Diagnostic controls (``DIAGNOSTIC_METHODS``, ``DIAGNOSTIC_TASKS``) run the same way but write their
+rows to diagnostics.json, outside the issue's table.
 """
 
 from __future__ import annotations
@@ -27,9 +30,18 @@ from bench.quality import results
 from bench.quality.data import TaskData, encode_train, task_rows
 from bench.quality.evaluate import classification_metrics, exact_match
 from bench.quality.methods import SKIPPED, build, load_base, trainable_params
-from bench.quality.settings import METHODS, TaskSettings, quick_lr, settings_for
+from bench.quality.settings import (
+    DIAGNOSTIC_METHODS,
+    DIAGNOSTIC_TASKS,
+    METHODS,
+    TaskSettings,
+    lr_grid,
+    quick_lr,
+    settings_for,
+)
 from gora.data.loading import collator_for
-from gora.train import TrainingConfig, train
+from gora.train import TrainingConfig
+from gora.train.recipe import TrainingRecipe
 
 # The order the table is filled in when time is short: the headline first, peers last.
 PLAN = [
@@ -38,6 +50,7 @@ PLAN = [
     ("arithmetic", "lora", 0), ("arithmetic", "gora", 0),
     ("r8", "gora_gamma0", 0), ("r8", "gora_fixed_rank", 0),
     ("r8", "pissa", 0), ("r8", "lora_ga", 0), ("r8", "eva", 0),
+    ("r8", "adalora", 0), ("r8", "full", 0),
     ("arithmetic", "lora", 1), ("arithmetic", "gora", 1),
     ("arithmetic", "lora", 2), ("arithmetic", "gora", 2),
     ("arithmetic", "gora_gamma0", 0), ("arithmetic", "gora_fixed_rank", 0),
@@ -45,6 +58,7 @@ PLAN = [
     ("r8", "gora_gamma0", 2), ("r8", "gora_fixed_rank", 2),
     ("r8", "pissa", 1), ("r8", "lora_ga", 1), ("r8", "eva", 1),
     ("r8", "pissa", 2), ("r8", "lora_ga", 2), ("r8", "eva", 2),
+    ("r8", "adalora", 1), ("r8", "full", 1), ("r8", "adalora", 2), ("r8", "full", 2),
     ("arithmetic", "pissa", 0), ("arithmetic", "lora_ga", 0), ("arithmetic", "eva", 0),
 ]  # fmt: skip
 
@@ -78,9 +92,16 @@ def train_once(method, settings: TaskSettings, data: TaskData, seed: int, lr: fl
         # flagged; the learning-rate search then never picks it.
         detect_divergence=False,
     )
-    result = train(built.model, train_ds, collator, config)
-    losses = result.losses
-    return Trained(built, losses, time.perf_counter() - start, result.steps, _diverged(losses))
+    recipe = TrainingRecipe(built.model, train_ds, collator, config)
+    recipe.setup()
+    recipe.trainer.parameter_role = built.parameter_role
+    for callback in built.trainer_callbacks:
+        recipe.trainer.add_callback(callback)
+    try:
+        losses = recipe.train().losses
+    finally:
+        recipe.cleanup()
+    return Trained(built, losses, time.perf_counter() - start, len(losses), _diverged(losses))
 
 
 def _diverged(losses: list[float]) -> bool:
@@ -92,7 +113,7 @@ def _diverged(losses: list[float]) -> bool:
 
 def evaluate(trained: Trained, settings: TaskSettings, data: TaskData, rows) -> dict[str, Any]:
     model, tokenizer = trained.built.model, trained.built.tokenizer
-    if settings.task == "r8":
+    if settings.is_classification:
         dataset = encode_train(rows, tokenizer, settings, data.labels)
         return classification_metrics(model, dataset, tokenizer)
     return exact_match(model, tokenizer, rows, settings.max_new_tokens)
@@ -116,24 +137,31 @@ def run_record(method, settings, seed, lr, trained: Trained, scores: dict) -> di
     }
 
 
+def validate(method, settings, data, lr: float, quick: bool = False) -> tuple[dict, Trained]:
+    """Trains seed 0 at ``lr``, scores it on validation and records the point in lr_search.json."""
+    log(f"{settings.task}/{method}: lr {lr:g}, seed 0, validation")
+    trained = train_once(method, settings, data, 0, lr)
+    scores = evaluate(trained, settings, data, data.valid_rows)
+    value = scores[settings.selection_metric]
+    record = run_record(method, settings, 0, lr, trained, {"valid": scores})
+    results.write_run(results.run_name(settings.task, method, 0, lr, quick), record, quick)
+    row = {"task": settings.task, "method": method, "lr": lr, "seed": 0}
+    row |= {"metric": settings.selection_metric, "valid": value, "diverged": trained.diverged}
+    results.append_rows(results.LR_SEARCH, [row])
+    log(f"  valid {settings.selection_metric} {value:.4f} (diverged: {trained.diverged})")
+    return row, trained
+
+
 def search_lr(method, settings, data, quick: bool) -> tuple[float, Trained | None]:
     """The grid rate with the best validation score (seed 0), and its model if trained here."""
     tried = results.searched(settings.task, method)
     best_model: tuple[float, float, Trained] | None = None
-    for lr in settings.lr_grid:
+    for lr in lr_grid(settings, method):
         if lr in tried:
             continue
-        log(f"{settings.task}/{method}: lr {lr:g}, seed 0, validation")
-        trained = train_once(method, settings, data, 0, lr)
-        scores = evaluate(trained, settings, data, data.valid_rows)
-        value = scores[settings.selection_metric]
-        record = run_record(method, settings, 0, lr, trained, {"valid": scores})
-        results.write_run(results.run_name(settings.task, method, 0, lr, quick), record, quick)
-        row = {"task": settings.task, "method": method, "lr": lr, "seed": 0}
-        row |= {"metric": settings.selection_metric, "valid": value, "diverged": trained.diverged}
-        results.append_rows(results.LR_SEARCH, [row])
+        row, trained = validate(method, settings, data, lr, quick)
         tried[lr] = row
-        log(f"  valid {settings.selection_metric} {value:.4f} (diverged: {trained.diverged})")
+        value = row["valid"]
         if not trained.diverged and (best_model is None or value > best_model[1]):
             best_model = (lr, value, trained)
     best_lr = _best_rate(tried)
@@ -146,14 +174,21 @@ def _best_rate(tried: dict[float, dict[str, Any]]) -> float:
     return max(usable, key=lambda r: (r["valid"], -r["lr"]))["lr"]
 
 
+def results_file(task: str, method: str, quick: bool):
+    if quick:
+        return results.QUICK_RESULTS
+    diagnostic = method in DIAGNOSTIC_METHODS or task in DIAGNOSTIC_TASKS
+    return results.DIAGNOSTICS if diagnostic else results.RESULTS
+
+
 def run_row(task: str, method: str, seed: int, quick: bool) -> None:
-    target = results.QUICK_RESULTS if quick else results.RESULTS
-    if method in SKIPPED:
-        log(f"{task}/{method}: skipped: {SKIPPED[method]}")
+    target = results_file(task, method, quick)
+    if (task, method) in SKIPPED:
+        log(f"{task}/{method}: skipped: {SKIPPED[task, method]}")
         return
     settings = settings_for(task, quick)
     searched = set(results.searched(task, method))
-    search_done = quick or set(settings.lr_grid) <= searched
+    search_done = quick or set(lr_grid(settings, method)) <= searched
     if search_done and results.has_rows(target, task, method, seed):
         log(f"{task}/{method}/seed {seed}: already in {target.name}, skipped")
         return
@@ -194,9 +229,10 @@ def table_rows(record: dict, scores: dict, settings: TaskSettings) -> list[dict[
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="GoRA quality benchmark (docs/benchmarks.md)")
-    parser.add_argument("--task", choices=["r8", "arithmetic"])
-    parser.add_argument("--method", choices=METHODS)
+    parser.add_argument("--task", choices=["r8", "arithmetic", *DIAGNOSTIC_TASKS])
+    parser.add_argument("--method", choices=[*METHODS, *DIAGNOSTIC_METHODS])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, help="one validation point at this rate (seed 0) only")
     parser.add_argument("--quick", action="store_true", help="smoke test: one rate, few steps")
     parser.add_argument("--all", action="store_true", help="every row of the plan, in order")
     args = parser.parse_args(argv)
@@ -208,6 +244,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
+    if args.lr is not None:
+        settings = settings_for(args.task, quick=False)
+        validate(args.method, settings, task_rows(settings), args.lr)
+        return
     rows = PLAN if args.all else [(args.task, args.method, args.seed)]
     for task, method, seed in rows:
         try:
