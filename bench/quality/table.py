@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from pathlib import Path
 
-from bench.quality.results import LR_SEARCH, RESULTS, read_rows
-from bench.quality.settings import METHODS
+from bench.quality.results import DIAGNOSTICS, LR_SEARCH, RESULTS, read_rows
+from bench.quality.settings import DIAGNOSTIC_METHODS, METHODS, settings_for
 
-METRICS = {"r8": ("accuracy", "macro_f1"), "arithmetic": ("exact_match",)}
+ALL_METHODS = (*METHODS, *DIAGNOSTIC_METHODS)
 
 
 def mean_std(values: list[float]) -> str:
@@ -33,10 +34,10 @@ def lr_column(task: str, method: str) -> str:
     )
 
 
-def table(task: str) -> str:
-    metrics = METRICS[task]
+def table(task: str, path: Path = RESULTS) -> str:
+    metrics = settings_for(task, quick=False).metrics
     by_method: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for row in read_rows(RESULTS):
+    for row in read_rows(path):
         if row["task"] == task:
             by_method[row["method"]][row["metric"]].append(row["value"])
             by_method[row["method"]]["_meta"].append(row)
@@ -53,7 +54,7 @@ def table(task: str) -> str:
         "init s",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method in METHODS:
+    for method in ALL_METHODS:
         if method not in by_method:
             continue
         values, meta = by_method[method], by_method[method]["_meta"]
@@ -69,13 +70,13 @@ def table(task: str) -> str:
     return "\n".join(lines)
 
 
-def search_table(task: str) -> str:
-    methods = sorted({r["method"] for r in read_rows(LR_SEARCH) if r["task"] == task})
-    if not methods:
+def search_table(task: str, methods: tuple[str, ...] = METHODS) -> str:
+    tried = {r["method"] for r in read_rows(LR_SEARCH) if r["task"] == task}
+    if not tried & set(methods):
         return ""
-    metric = "accuracy" if task == "r8" else "exact_match"
+    metric = settings_for(task, quick=False).selection_metric
     lines = [f"| method | validation {metric} by lr (seed 0) |", "|---|---|"]
-    ordered = [m for m in METHODS if m in methods]
+    ordered = [m for m in methods if m in tried]
     lines += [f"| {m} | {lr_column(task, m)} |" for m in ordered]
     return "\n".join(lines)
 
@@ -83,6 +84,9 @@ def search_table(task: str) -> str:
 def main() -> None:
     for task in ("r8", "arithmetic"):
         print(f"### {task}\n\n{table(task)}\n\n{search_table(task)}\n")
+    print("### diagnostics (controls outside the issue's method list; diagnostics.json)\n")
+    print(f"#### r8\n\n{table('r8', DIAGNOSTICS)}\n\n{search_table('r8', DIAGNOSTIC_METHODS)}\n")
+    print(f"#### r8_pilot\n\n{table('r8_pilot', DIAGNOSTICS)}\n\n{search_table('r8_pilot')}\n")
 
 
 if __name__ == "__main__":
