@@ -227,12 +227,17 @@ def _gradient_steps(base, batches, steps: int):
 
 
 def trainable_params(model) -> int:
-    """Parameters that train; for AdaLoRA, those of the ranks its budget kept (pruned ones are zero)."""
+    """Parameters that train; for AdaLoRA, those of the ranks its budget kept (its rank pattern)."""
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    for module in model.modules():
-        values = getattr(module, "lora_E", None)
-        if isinstance(values, torch.nn.ParameterDict) and "default" in values:
-            a, b, e = module.lora_A["default"], module.lora_B["default"], values["default"]
-            pruned = int((e == 0).sum())  # a pruned rank costs a row of A, a column of B, its value
-            total -= pruned * (a.shape[1] + b.shape[0] + 1)
+    config = getattr(model, "peft_config", {}).get("default")
+    pattern = getattr(config, "rank_pattern", None) if isinstance(config, AdaLoraConfig) else None
+    if not pattern:  # not AdaLoRA, or its budget has not pruned yet
+        return total
+    shapes = {
+        name.removeprefix("base_model.model."): p.shape for name, p in model.named_parameters()
+    }
+    for name, kept in pattern.items():
+        d_in = shapes[name.replace("lora_E", "lora_A")][1]
+        d_out = shapes[name.replace("lora_E", "lora_B")][0]
+        total -= kept.count(False) * (d_in + d_out + 1)  # a row of A, a column of B, its value
     return total

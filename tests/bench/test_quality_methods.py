@@ -1,0 +1,55 @@
+"""The quality benchmark's non-LoRA baselines on a tiny seeded model: what trains, at which rate,
+and how AdaLoRA's parameters are counted once its budget has pruned ranks."""
+
+from __future__ import annotations
+
+import torch
+from peft import get_peft_model
+from transformers import LlamaConfig, LlamaForSequenceClassification
+
+from bench.quality.methods import (
+    _adalora_config,
+    _adalora_role,
+    _full_finetuning_role,
+    trainable_params,
+)
+from bench.quality.settings import R8
+
+
+def tiny_classifier() -> LlamaForSequenceClassification:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=64,
+        num_labels=3,
+        pad_token_id=0,
+    )
+    return LlamaForSequenceClassification(config)
+
+
+def test_full_finetuning_trains_the_head_at_the_head_rate_and_the_rest_at_the_base_rate():
+    model = tiny_classifier()
+    roles = {name: _full_finetuning_role(name) for name, _ in model.named_parameters()}
+    assert roles["score.weight"] == "head"
+    assert {r for n, r in roles.items() if not n.startswith("score.")} == {"base"}
+
+
+def test_adalora_starts_above_the_budget_and_counts_only_the_ranks_it_keeps():
+    base = tiny_classifier()
+    model = get_peft_model(base, _adalora_config(base, R8, steps=100))
+    layers = [m for m in model.modules() if hasattr(m, "lora_E") and "default" in m.lora_E]
+    assert layers and all(m.lora_E["default"].shape[0] == 12 for m in layers)  # 1.5 x r_ref 8
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert {_adalora_role(n) for n in names if ".lora_E." in n} == {"lora_A"}  # as PEFT's LoRA+
+    assert {_adalora_role(n) for n in names if ".lora_B." in n} == {"lora_B"}
+
+    before = trainable_params(model)
+    assert before == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # What AdaLoRA's budget records once it has pruned: the ranks each layer keeps.
+    name = "model.layers.0.self_attn.q_proj.lora_E.default"
+    model.peft_config["default"].rank_pattern = {name: [False] * 4 + [True] * 8}
+    assert trainable_params(model) == before - 4 * (32 + 32 + 1)
