@@ -32,7 +32,7 @@ from service.jobs.lifecycle import ErrorCode, JobPhase
 from service.settings import get_settings
 from service.storage import Storage, adapter_key, job_key
 from worker import artifacts
-from worker.errors import JobUserError
+from worker.errors import JobUserError, out_of_memory_error
 from worker.logs import configure, set_process_job
 from worker.pipeline import (
     REFERENCE_OUTPUTS,
@@ -226,6 +226,10 @@ def main(job_id: str, worker_id: str) -> int:
         # records it, the others just end.
         log.info("job %s failed (user error): %s", job_id, json.dumps(exc.as_error()))
         reporter.fail(exc.as_error())
+    except torch.OutOfMemoryError as exc:
+        # Any device's allocator; the first line of torch's message says how much was asked for.
+        log.info("job %s failed: out of device memory: %s", job_id, exc)
+        reporter.fail(out_of_memory_error(str(exc).split(".")[0]))
     finally:
         database.dispose()
         if world > 1 and dist.is_initialized():

@@ -26,6 +26,7 @@ from service.db import Database
 from service.jobs import repository
 from service.jobs.lifecycle import ErrorCode, JobStatus
 from service.settings import Settings, get_settings
+from worker.errors import out_of_memory_error
 from worker.logs import bound
 from worker.scheduling import claim_next, next_waiting
 from worker.settings import WorkerSettings
@@ -229,11 +230,11 @@ def record_exit(
             return "cancelled"
         if status != JobStatus.RUNNING.value:
             return status or "gone"
-        error = child_error(code)
+        tail = log_tail(log_path, ws.log_tail_lines)
+        error = child_error(code, tail)
         if repository.transition_held(
             session, job_id, worker_id, expected=JobStatus.RUNNING, to=JobStatus.FAILED, error=error
         ):
-            tail = log_tail(log_path, ws.log_tail_lines)
             repository.add_event(
                 session,
                 job_id,
@@ -244,7 +245,14 @@ def record_exit(
         return "failed"
 
 
-def child_error(exit_code: int) -> dict[str, str | None]:
+def child_error(exit_code: int, tail: str = "") -> dict[str, str | None]:
+    """The job error for a child that ended without recording one itself.
+
+    Under torchrun, a rank other than 0 that runs out of device memory ends alone and takes the
+    others down with it; only its traceback, in the shared log, says why.
+    """
+    if "OutOfMemoryError" in tail:
+        return out_of_memory_error("on one of the job's processes")
     if exit_code == -9:
         message = (
             "the training process was killed (signal 9; the kernel's out-of-memory killer does "
