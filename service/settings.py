@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # How long a server trusts an API key it has looked up; a deleted key stops working on the
     # other servers within this time (at once on the one that deleted it). 0 turns the cache off.
     auth_cache_ttl_s: float = Field(default=2.0, ge=0)
+    # How long an Idempotency-Key is remembered; after that the same key creates a new job.
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     # How often the server-sent-events stream looks for new events.
     event_poll_interval_s: float = Field(default=1.0, gt=0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -26,10 +27,14 @@ def _request_hash(body: JobCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _replay(session: Session, team_id: str, key: str, request_hash: str) -> Job | None:
-    """The job a retried request already created, or None for a key not seen before."""
+def _replay(session: Session, team_id: str, key: str, request_hash: str, ttl_s: int) -> Job | None:
+    """The job a retried request already created, or None for a key not seen (or expired)."""
     record = repository.idempotency_record(session, team_id, key)
     if record is None:
+        return None
+    if _age_s(record.created_at) > ttl_s:  # a retry comes within minutes; this is a new request
+        session.delete(record)
+        session.flush()
         return None
     if record.request_hash != request_hash:
         raise Conflict(
@@ -42,12 +47,19 @@ def _replay(session: Session, team_id: str, key: str, request_hash: str) -> Job 
     return job
 
 
+def _age_s(created_at: datetime) -> float:
+    if created_at.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
+        created_at = created_at.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - created_at).total_seconds()
+
+
 def create_job(
     session: Session, runtime: Runtime, team_id: str, body: JobCreate, idempotency_key: str | None
 ) -> Job:
     request_hash = _request_hash(body)
+    ttl_s = runtime.settings.idempotency_ttl_s
     if idempotency_key is not None:
-        earlier = _replay(session, team_id, idempotency_key, request_hash)
+        earlier = _replay(session, team_id, idempotency_key, request_hash, ttl_s)
         if earlier is not None:
             return earlier
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
@@ -89,7 +101,7 @@ def create_job(
         # A concurrent retry with the same key committed first: answer with its job.
         if idempotency_key is None:
             raise
-        earlier = _replay(session, team_id, idempotency_key, request_hash)
+        earlier = _replay(session, team_id, idempotency_key, request_hash, ttl_s)
         if earlier is None:
             raise
         return earlier

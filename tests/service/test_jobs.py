@@ -4,12 +4,14 @@ isolation between teams, cancel."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
 from service.db import Database
 from service.jobs import repository
 from service.jobs.lifecycle import JobStatus
+from service.jobs.models import IdempotencyKey
 from tests.service import support
 from tests.service.conftest import TEST_POOL
 from tests.service.support import Team, assert_error, create_job, jsonl, upload
@@ -175,6 +177,23 @@ def test_idempotency_key_returns_the_first_job(client: TestClient, team: Team):
     assert other_key.json()["id"] != first.json()["id"]
     listed = client.get(JOBS, headers=team.headers).json()["data"]
     assert sorted(j["id"] for j in listed) == sorted([first.json()["id"], other_key.json()["id"]])
+
+
+def test_an_idempotency_key_is_forgotten_after_its_ttl(
+    client: TestClient, team: Team, database: Database
+):
+    training = upload(client, team, jsonl(support.CHAT))["id"]
+    body = {"model": "smollm2-135m", "training_file": training}
+    headers = {**team.headers, "Idempotency-Key": "daily-run"}
+    first = client.post(JOBS, json=body, headers=headers).json()["id"]
+    with database.transaction() as session:  # a day and a minute later
+        record = session.get(IdempotencyKey, (team.id, "daily-run"))
+        record.created_at = datetime.now(UTC) - timedelta(hours=24, minutes=1)
+    second = client.post(JOBS, json={**body, "suffix": "next"}, headers=headers)
+    assert second.status_code == 200 and second.json()["id"] != first  # a new job, no 409
+    again = client.post(JOBS, json={**body, "suffix": "next"}, headers=headers)
+    assert again.json()["id"] == second.json()["id"]  # the key now stands for the new job
+    assert client.get(f"{JOBS}/{first}", headers=team.headers).status_code == 200
 
 
 def test_idempotency_keys_belong_to_a_team(client: TestClient, team: Team, other_team: Team):
