@@ -6,17 +6,22 @@
   run, at the learning rate its validation search chose;
 - ``loss_<task>_same_lr.png``: the same, every method at GoRA's chosen rate (from the lr search runs),
   which separates "GoRA trains differently" from "GoRA was given another rate";
-- ``allocation_<task>.png``: GoRA's rank per layer (seed 0), with the service's own heatmap renderer.
+- ``allocation_<task>.png``: GoRA's rank per layer (seed 0), with the service's own heatmap renderer;
+- ``lr_sweep_<task>.png``: validation score against the learning rate, every method (seed 0); the right
+  panel moves the methods that scale by α/√r (GoRA and its ablations, rsLoRA) to the rate at which
+  LoRA's α/r scaling would move ΔW as fast: ``lr × √r_ref``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bench.quality.results import HERE, RUNS
+from bench.quality.results import HERE, LR_SEARCH, RUNS, read_rows
+from bench.quality.settings import settings_for
 from service.jobs.heatmap import render_heatmap
 
 FIGURES = HERE / "figures"
@@ -28,7 +33,12 @@ COLOURS = {
     "pissa": (44, 160, 44),
     "lora_ga": (140, 86, 75),
     "eva": (127, 127, 127),
+    "adalora": (188, 189, 34),
+    "full": (0, 0, 0),
+    "lora_rslora": (23, 190, 207),
 }
+# Methods whose adapters are scaled by α/√r instead of LoRA's α/r (spec §3; the rsLoRA control).
+SQRT_SCALED = ("gora", "gora_gamma0", "gora_fixed_rank", "lora_rslora")
 WIDTH, HEIGHT, PAD = 720, 420, 56
 
 
@@ -97,6 +107,59 @@ def loss_figure(task: str, runs: dict[str, dict[str, Any]], note: str) -> Image.
     return image
 
 
+def lr_sweep_figure(task: str) -> Image.Image | None:
+    """Validation score by learning rate; right panel: α/√r methods at their LoRA-equivalent rate."""
+    rows = [r for r in read_rows(LR_SEARCH) if r["task"] == task and r["method"] != "full"]
+    if not rows:
+        return None
+    r_ref = settings_for(task, quick=False).r_ref
+    by_method: dict[str, list[tuple[float, float]]] = {}
+    for row in sorted(rows, key=lambda r: r["lr"]):
+        by_method.setdefault(row["method"], []).append((row["lr"], 100 * row["valid"]))
+    shifted = {
+        m: [(lr * math.sqrt(r_ref) if m in SQRT_SCALED else lr, v) for lr, v in points]
+        for m, points in by_method.items()
+    }
+    image = Image.new("RGB", (2 * WIDTH, HEIGHT), "white")
+    _sweep_panel(image, 0, by_method, f"{task}: validation score by learning rate (seed 0)")
+    # Pillow's default font has no Greek letters or root sign.
+    title = f"the same, alpha/sqrt(r) methods at lr x sqrt({r_ref}) (LoRA-equivalent step size)"
+    _sweep_panel(image, WIDTH, shifted, title)
+    return image
+
+
+def _sweep_panel(
+    image, left: int, curves: dict[str, list[tuple[float, float]]], title: str
+) -> None:
+    draw, font = ImageDraw.Draw(image), _font(12)
+    box = (left + PAD, 30, left + WIDTH - 150, HEIGHT - PAD)
+    rates = [lr for points in curves.values() for lr, _ in points]
+    low, high = math.log10(min(rates)), math.log10(max(rates))
+
+    def point(lr: float, score: float) -> tuple[float, float]:
+        x = box[0] + (box[2] - box[0]) * (math.log10(lr) - low) / max(high - low, 1e-9)
+        return x, box[3] - (box[3] - box[1]) * score / 100
+
+    draw.rectangle(box, outline="black")
+    draw.text((left + PAD, 8), title, fill="black", font=font)
+    for score in (0, 25, 50, 75, 100):
+        draw.text((left + 16, point(1, score)[1] - 6), f"{score}", fill="black", font=font)
+    for exponent in range(math.floor(low), math.ceil(high) + 1):
+        for mantissa in (1, 2, 5):
+            lr = mantissa * 10.0**exponent
+            if 10**low <= lr <= 10**high:
+                x = point(lr, 0)[0]
+                draw.text((x - 12, box[3] + 8), f"{lr:g}", fill="black", font=font)
+    for i, (method, points) in enumerate(curves.items()):
+        colour = COLOURS.get(method, (0, 0, 0))
+        xy = [point(lr, score) for lr, score in points]
+        if len(xy) > 1:
+            draw.line(xy, fill=colour, width=2)
+        for x, y in xy:
+            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
+        draw.text((box[2] + 12, box[1] + 18 * i), method, fill=colour, font=font)
+
+
 def main() -> None:
     FIGURES.mkdir(exist_ok=True)
     for task in ("r8", "arithmetic"):
@@ -112,6 +175,9 @@ def main() -> None:
             title = f"GoRA ranks, {task} (r_ref 8, bounds 4..32, seed 0)"
             png = render_heatmap(runs["gora"]["allocation"], title)
             (FIGURES / f"allocation_{task}.png").write_bytes(png)
+        sweep = lr_sweep_figure(task)
+        if sweep is not None:
+            sweep.save(FIGURES / f"lr_sweep_{task}.png")
         print("wrote", ", ".join(sorted(p.name for p in FIGURES.glob(f"*_{task}*.png"))))
 
 
