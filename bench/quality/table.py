@@ -1,6 +1,7 @@
 """The markdown table of docs/benchmarks.md, from results.json and lr_search.json.
 
-    python -m bench.quality.table
+    python -m bench.quality.table                 # print
+    python -m bench.quality.table --write         # and replace the table in docs/benchmarks.md
 
 Mean ± sample standard deviation over the seeds present (the seed count is shown); percentages.
 """
@@ -8,6 +9,7 @@ Mean ± sample standard deviation over the seeds present (the seed count is show
 from __future__ import annotations
 
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -81,12 +83,34 @@ def search_table(task: str, methods: tuple[str, ...] = METHODS) -> str:
     return "\n".join(lines)
 
 
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+START, END = "<!-- table: output of `python -m bench.quality.table` -->", "<!-- /table -->"
+
+
+def markdown() -> str:
+    parts = [
+        f"### {task}\n\n{table(task)}\n\n{search_table(task)}\n" for task in ("r8", "arithmetic")
+    ]
+    parts.append("### Diagnostics (controls outside the issue's method list; diagnostics.json)\n")
+    parts.append(
+        f"#### r8\n\n{table('r8', DIAGNOSTICS)}\n\n{search_table('r8', DIAGNOSTIC_METHODS)}\n"
+    )
+    parts.append(f"#### r8_pilot\n\n{search_table('r8_pilot')}\n")
+    return "\n".join(parts)
+
+
+def write_into_doc(text: str, doc: Path = DOC) -> None:
+    page = doc.read_text()
+    head, rest = page.split(START, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(f"{head}{START}\n{text}{END}{tail}")
+
+
 def main() -> None:
-    for task in ("r8", "arithmetic"):
-        print(f"### {task}\n\n{table(task)}\n\n{search_table(task)}\n")
-    print("### diagnostics (controls outside the issue's method list; diagnostics.json)\n")
-    print(f"#### r8\n\n{table('r8', DIAGNOSTICS)}\n\n{search_table('r8', DIAGNOSTIC_METHODS)}\n")
-    print(f"#### r8_pilot\n\n{table('r8_pilot', DIAGNOSTICS)}\n\n{search_table('r8_pilot')}\n")
+    text = markdown()
+    print(text)
+    if "--write" in sys.argv[1:]:
+        write_into_doc(text)
 
 
 if __name__ == "__main__":
