@@ -189,7 +189,8 @@ def test_config_errors_name_the_field_and_the_valid_range(field, value, expected
 def test_auto_resolves_to_the_documented_defaults():
     assert default_learning_rate("lora", "sequence_classification") == 1e-4  # measured on R8
     assert default_learning_rate("gora", "sequence_classification") == 2e-4
-    assert default_learning_rate("gora", "causal_lm") == 1e-4
+    assert default_learning_rate("gora", "causal_lm") == 1e-4  # measured on arithmetic
+    assert default_learning_rate("lora", "causal_lm") == 5e-4
     assert default_learning_rate("lora", "causal_lm", n_params=8_000_000_000) == 5e-5
     # 0.2 % of the examples, to the nearest power of two (in log scale), within [8, 64]
     assert default_batch_size("sequence_classification", 5500) == (8, 1)  # 11 -> 8
