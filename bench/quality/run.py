@@ -156,13 +156,46 @@ def validate(method, settings, data, lr: float, quick: bool = False) -> tuple[di
     return row, trained
 
 
+# A method whose best rate sits on the edge of its grid gets up to this many more points beyond
+# that edge, one 1-2-5 step at a time: the same rule for every method.
+MAX_EDGE_STEPS = 2
+
+
+def next_rate(grid: tuple[float, ...], tried: dict[float, dict[str, Any]]) -> float | None:
+    """The next rate the search should try, or None when the best is inside what was tried."""
+    for lr in grid:
+        if lr not in tried:
+            return lr
+    if len(set(tried) - set(grid)) >= MAX_EDGE_STEPS:
+        return None
+    best, rates = _best_rate(tried), sorted(tried)
+    if best == rates[0]:
+        return ladder_step(best, down=True)
+    if best == rates[-1]:
+        return ladder_step(best, down=False)
+    return None
+
+
+def ladder_step(lr: float, down: bool) -> float:
+    """The neighbour of ``lr`` on the 1-2-5 ladder (1e-4 -> 5e-5 down, 2e-4 up)."""
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    mantissa = round(lr / 10**exponent)
+    ladder = [(1, 0), (2, 0), (5, 0), (1, 1)]  # (mantissa, exponent offset)
+    index = [m for m, _ in ladder].index(mantissa)
+    index += -1 if down else 1
+    if index < 0:
+        mantissa, offset = 5, -1
+    else:
+        mantissa, offset = ladder[index]
+    return float(f"{mantissa}e{exponent + offset}")
+
+
 def search_lr(method, settings, data, quick: bool) -> tuple[float, Trained | None]:
-    """The grid rate with the best validation score (seed 0), and its model if trained here."""
+    """The rate with the best validation score (seed 0), and its model if trained here."""
     tried = results.searched(settings.task, method)
     best_model: tuple[float, float, Trained] | None = None
-    for lr in lr_grid(settings, method):
-        if lr in tried:
-            continue
+    grid = lr_grid(settings, method)
+    while (lr := next_rate(grid, tried)) is not None:
         row, trained = validate(method, settings, data, lr, quick)
         tried[lr] = row
         value = row["valid"]
@@ -191,8 +224,7 @@ def run_row(task: str, method: str, seed: int, quick: bool) -> None:
         log(f"{task}/{method}: skipped: {SKIPPED[task, method]}")
         return
     settings = settings_for(task, quick)
-    searched = set(results.searched(task, method))
-    search_done = set(lr_grid(settings, method)) <= searched
+    search_done = next_rate(lr_grid(settings, method), results.searched(task, method)) is None
     if quick:  # a smoke test always runs again; its last result replaces the one before
         results.drop_rows(target, task, method, seed)
     elif search_done and results.has_rows(target, task, method, seed):

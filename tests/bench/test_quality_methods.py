@@ -53,3 +53,24 @@ def test_adalora_starts_above_the_budget_and_counts_only_the_ranks_it_keeps():
     name = "model.layers.0.self_attn.q_proj.lora_E.default"
     model.peft_config["default"].rank_pattern = {name: [False] * 4 + [True] * 8}
     assert trainable_params(model) == before - 4 * (32 + 32 + 1)
+
+
+def _tried(scores: dict[float, float]) -> dict[float, dict]:
+    return {lr: {"lr": lr, "valid": v, "diverged": False} for lr, v in scores.items()}
+
+
+def test_the_search_steps_past_an_edge_best_at_most_twice():
+    from bench.quality.run import ladder_step, next_rate
+
+    assert [ladder_step(x, down=True) for x in (1e-4, 2e-4, 5e-4)] == [5e-5, 1e-4, 2e-4]
+    assert [ladder_step(x, down=False) for x in (1e-4, 2e-4, 5e-4)] == [2e-4, 5e-4, 1e-3]
+    grid = (1e-4, 2e-4, 5e-4, 1e-3)
+    assert next_rate(grid, _tried({1e-4: 0.9})) == 2e-4  # the grid first
+    assert next_rate(grid, _tried({1e-4: 0.8, 2e-4: 0.9, 5e-4: 0.5, 1e-3: 0.5})) is None
+    low = {1e-4: 0.9, 2e-4: 0.8, 5e-4: 0.5, 1e-3: 0.5}
+    assert next_rate(grid, _tried(low)) == 5e-5
+    assert next_rate(grid, _tried({**low, 5e-5: 0.95})) == 2e-5
+    assert next_rate(grid, _tried({**low, 5e-5: 0.95, 2e-5: 0.97})) is None  # two steps at most
+    assert next_rate(grid, _tried({**low, 5e-5: 0.85})) is None  # 1e-4 is now inside
+    high = {1e-4: 0.5, 2e-4: 0.6, 5e-4: 0.7, 1e-3: 0.8}
+    assert next_rate(grid, _tried(high)) == 2e-3
