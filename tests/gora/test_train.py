@@ -187,7 +187,7 @@ def test_config_errors_name_the_field_and_the_valid_range(field, value, expected
 
 
 def test_auto_resolves_to_the_documented_defaults():
-    assert default_learning_rate("lora", "sequence_classification") == 1e-4  # measured on R8
+    assert default_learning_rate("lora", "sequence_classification") == 2e-4  # measured on R8
     assert default_learning_rate("gora", "sequence_classification") == 2e-4
     assert default_learning_rate("gora", "causal_lm") == 1e-4  # measured on arithmetic
     assert default_learning_rate("lora", "causal_lm") == 5e-4
