@@ -108,24 +108,11 @@ class JobReporter:
         return done
 
     def fail(self, error: dict[str, Any], detail: str | None = None) -> bool:
+        data = {"log_tail": detail} if detail else None
         with self.database.transaction() as session:
-            done = repository.transition_held(
-                session,
-                self.job_id,
-                self.worker_id,
-                expected=HOLDING,
-                to=JobStatus.FAILED,
-                error=error,
+            return repository.fail_held(
+                session, self.job_id, self.worker_id, error, expected=HOLDING, data=data
             )
-            if done:
-                repository.add_event(
-                    session,
-                    self.job_id,
-                    f"Job failed: {error['message']}",
-                    level="error",
-                    data={"code": error["code"], **({"log_tail": detail} if detail else {})},
-                )
-        return done
 
 
 class QuietReporter(JobReporter):

@@ -91,16 +91,7 @@ def refuse_gpu_count(session, job_id: str, worker_id: str, wanted: int) -> None:
         f"ask for at most {max(have, 1)} (gpu.count) or use a pool with more GPUs",
         "param": "gpu.count",
     }
-    if repository.transition_held(
-        session, job_id, worker_id, expected=JobStatus.RUNNING, to=JobStatus.FAILED, error=error
-    ):
-        repository.add_event(
-            session,
-            job_id,
-            f"Job failed: {error['message']}",
-            level="error",
-            data={"code": error["code"]},
-        )
+    repository.fail_held(session, job_id, worker_id, error)
 
 
 def child_command(job_id: str, worker_id: str, processes: int = 1) -> list[str]:
@@ -232,16 +223,9 @@ def record_exit(
             return status or "gone"
         tail = log_tail(log_path, ws.log_tail_lines)
         error = child_error(code, tail)
-        if repository.transition_held(
-            session, job_id, worker_id, expected=JobStatus.RUNNING, to=JobStatus.FAILED, error=error
-        ):
-            repository.add_event(
-                session,
-                job_id,
-                f"Job failed: {error['message']}",
-                level="error",
-                data={"code": error["code"], "exit_code": code, "log_tail": tail},
-            )
+        repository.fail_held(
+            session, job_id, worker_id, error, data={"exit_code": code, "log_tail": tail}
+        )
         return "failed"
 
 

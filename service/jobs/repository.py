@@ -205,6 +205,25 @@ def transition_held(
     )
 
 
+def fail_held(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    error: dict[str, Any],
+    *,
+    expected: str | Iterable[str] = JobStatus.RUNNING.value,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """Fails a job ``worker_id`` still holds and records why as an error event (with ``data``)."""
+    if not transition_held(
+        session, job_id, worker_id, expected=expected, to=JobStatus.FAILED, error=error
+    ):
+        return False
+    event_data = {"code": error["code"], **(data or {})}
+    add_event(session, job_id, f"Job failed: {error['message']}", level="error", data=event_data)
+    return True
+
+
 def touch_queued(session: Session, job_id: str) -> bool:
     """Stamps ``updated_at`` of a still-queued job (the reconciler re-sent its message)."""
     statement = (
