@@ -67,9 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- the service in the background ----------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, group: bool = False) -> bool:
+    """Whether the process (or, with ``group``, any process of the group ``pid``) still exists."""
     try:
-        os.kill(pid, 0)
+        (os.killpg if group else os.kill)(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -161,7 +162,7 @@ def stop_service(data_dir: Path, timeout_s: float = 40) -> str:
         return f"no tour service running from {data_dir}"
     os.kill(pid, signal.SIGINT)  # gora up's Ctrl-C: uvicorn stops, then its worker (warm shutdown)
     deadline = time.monotonic() + timeout_s
-    while _group_alive(pid):
+    while _alive(pid, group=True):
         if time.monotonic() > deadline:
             os.killpg(pid, signal.SIGKILL)
             break
@@ -174,16 +175,6 @@ def _stop_command(data_dir: Path) -> str:
     if data_dir == (ROOT / ".gora-demo").resolve():
         return "`make stop`"
     return f"`{sys.executable} {Path(__file__).resolve()} --data-dir {data_dir} --stop`"
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- team, key, job -------------------------------------------------------------------------

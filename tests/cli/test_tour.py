@@ -12,7 +12,7 @@ import time
 import pytest
 from rich.console import Console
 
-from scripts.tour import ROOT, _group_alive, _load_state, start_service, team_key
+from scripts.tour import ROOT, _alive, _load_state, start_service, team_key
 from tests.gora.bundled import session_cache_dir
 from tests.live_server import free_port
 
@@ -44,7 +44,7 @@ def test_tour_runs_a_job_to_the_download_and_compares_answers(tmp_path):
         # The service keeps running; a second run finds it and the team's key.
         state = _load_state(tmp_path)
         pid = int((tmp_path / "up.pid").read_text())
-        assert _group_alive(pid)
+        assert _alive(pid, group=True)
         quiet = Console(quiet=True)
         url = start_service(tmp_path, port, state, quiet, 10)
         assert url == f"http://127.0.0.1:{port}"
@@ -55,7 +55,8 @@ def test_tour_runs_a_job_to_the_download_and_compares_answers(tmp_path):
         )
     assert "stopped gora up" in stopped.stdout, stopped
     deadline = time.monotonic() + 10
-    while pid is not None and _group_alive(pid):  # the worker and its job's processes went with it
+    # The worker and its job's processes went with it.
+    while pid is not None and _alive(pid, group=True):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert not (tmp_path / "up.pid").exists()
