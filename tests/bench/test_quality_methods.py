@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from peft import get_peft_model
-from transformers import LlamaConfig, LlamaForSequenceClassification
+from transformers import LlamaForSequenceClassification
 
 from bench.quality.methods import (
     _adalora_config,
@@ -14,21 +14,12 @@ from bench.quality.methods import (
     trainable_params,
 )
 from bench.quality.settings import R8
+from tests.gora.conftest import tiny_llama_config
 
 
 def tiny_classifier() -> LlamaForSequenceClassification:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=64,
-        num_labels=3,
-        pad_token_id=0,
-    )
-    return LlamaForSequenceClassification(config)
+    return LlamaForSequenceClassification(tiny_llama_config(num_labels=3, pad_token_id=0))
 
 
 def test_full_finetuning_trains_the_head_at_the_head_rate_and_the_rest_at_the_base_rate():
