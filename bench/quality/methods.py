@@ -39,10 +39,7 @@ from gora.train.optim import BASE, HEAD, LORA_A, parameter_role
 
 # Why a method is not run on a task: shown by the runner and in docs/benchmarks.md.
 SKIPPED = {
-    (
-        "arithmetic",
-        "full",
-    ): "the issue asks for full fine-tuning as the ceiling of task 1 (R8) only",
+    ("arithmetic", "full"): "the issue asks for full fine-tuning as the ceiling of R8 only",
 }
 
 

@@ -49,13 +49,17 @@ def _is_row(row: dict[str, Any], task: str, method: str, seed: int) -> bool:
     return row["task"] == task and row["method"] == method and row["seed"] == seed
 
 
+def rows_for(path: Path, task: str, method: str, seed: int) -> list[dict[str, Any]]:
+    return [r for r in read_rows(path) if _is_row(r, task, method, seed)]
+
+
 def has_rows(path: Path, task: str, method: str, seed: int) -> bool:
-    return any(_is_row(r, task, method, seed) for r in read_rows(path))
+    return bool(rows_for(path, task, method, seed))
 
 
 def row_lr(path: Path, task: str, method: str, seed: int) -> float | None:
-    rates = [r["lr"] for r in read_rows(path) if _is_row(r, task, method, seed)]
-    return rates[0] if rates else None
+    rows = rows_for(path, task, method, seed)
+    return rows[0]["lr"] if rows else None
 
 
 def drop_rows(path: Path, task: str, method: str, seed: int) -> None:

@@ -159,6 +159,7 @@ def validate(method, settings, data, lr: float, quick: bool = False) -> tuple[di
 # A method whose best rate sits on the edge of its grid gets up to this many more points beyond
 # that edge, one 1-2-5 step at a time: the same rule for every method.
 MAX_EDGE_STEPS = 2
+LADDER = (1, 2, 5)  # mantissas of the rates a search steps through
 
 
 def next_rate(grid: tuple[float, ...], tried: dict[float, dict[str, Any]]) -> float | None:
@@ -179,15 +180,9 @@ def next_rate(grid: tuple[float, ...], tried: dict[float, dict[str, Any]]) -> fl
 def ladder_step(lr: float, down: bool) -> float:
     """The neighbour of ``lr`` on the 1-2-5 ladder (1e-4 -> 5e-5 down, 2e-4 up)."""
     exponent = math.floor(math.log10(lr) + 1e-9)
-    mantissa = round(lr / 10**exponent)
-    ladder = [(1, 0), (2, 0), (5, 0), (1, 1)]  # (mantissa, exponent offset)
-    index = [m for m, _ in ladder].index(mantissa)
-    index += -1 if down else 1
-    if index < 0:
-        mantissa, offset = 5, -1
-    else:
-        mantissa, offset = ladder[index]
-    return float(f"{mantissa}e{exponent + offset}")
+    position = 3 * exponent + LADDER.index(round(lr / 10**exponent)) + (-1 if down else 1)
+    exponent, index = divmod(position, 3)
+    return float(f"{LADDER[index]}e{exponent}")
 
 
 def search_lr(method, settings, data, quick: bool) -> tuple[float, Trained | None]:
@@ -211,6 +206,11 @@ def _best_rate(tried: dict[float, dict[str, Any]]) -> float:
     return max(usable, key=lambda r: (r["valid"], -r["lr"]))["lr"]
 
 
+def _search_done(settings: TaskSettings, method: str) -> bool:
+    tried = results.searched(settings.task, method)
+    return next_rate(lr_grid(settings, method), tried) is None
+
+
 def results_file(task: str, method: str, quick: bool):
     if quick:
         return results.QUICK_RESULTS
@@ -224,10 +224,9 @@ def run_row(task: str, method: str, seed: int, quick: bool) -> None:
         log(f"{task}/{method}: skipped: {SKIPPED[task, method]}")
         return
     settings = settings_for(task, quick)
-    search_done = next_rate(lr_grid(settings, method), results.searched(task, method)) is None
     if quick:  # a smoke test always runs again; its last result replaces the one before
         results.drop_rows(target, task, method, seed)
-    elif search_done and results.has_rows(target, task, method, seed):
+    elif results.has_rows(target, task, method, seed) and _search_done(settings, method):
         log(f"{task}/{method}/seed {seed}: already in {target.name}, skipped")
         return
     data = task_rows(settings)
@@ -302,10 +301,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def print_quick_summary(rows) -> None:
-    """The smoke test's scores beside the reference ones in docs/benchmarks.md."""
-    found = results.read_rows(results.QUICK_RESULTS)
+    """The smoke test's scores and wall time, one line per run."""
     for task, method, seed in rows:
-        scores = [r for r in found if (r["task"], r["method"], r["seed"]) == (task, method, seed)]
+        scores = results.rows_for(results.QUICK_RESULTS, task, method, seed)
         shown = ", ".join(f"{r['metric']} {100 * r['value']:.1f}" for r in scores) or "no result"
         wall = f", wall {scores[0]['wall_s']:.0f} s" if scores else ""
         print(f"quick {task}/{method} (lr {quick_lr(task, method):g}): {shown}{wall}")
