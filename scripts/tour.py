@@ -12,7 +12,7 @@ downloads the adapter, and answers one question with the base model and with the
     .venv/bin/python scripts/tour.py [--data-dir .gora-demo] [--port 8765] [--rows N] [--max-steps N]
     .venv/bin/python scripts/tour.py --stop
 
-It talks to the service only over HTTP (``service.client``, the same code as the ``gora`` CLI); torch
+It talks to the service only over HTTP (``cli.client``, the same code as the ``gora`` CLI); torch
 is imported only at the end, to load the downloaded adapter.
 """
 
@@ -34,9 +34,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from cli.client import Client, ClientError
+from cli.commands import _console, _follow
 from gora.report_table import allocation_table
-from service.client import Client, ClientError
-from service.client_cli import _console, _follow
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "instructions.jsonl"
@@ -129,7 +129,7 @@ def start_service(
     log = data_dir / "up.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "up", "--port", str(port)],
+            [sys.executable, "-m", "cli.main", "up", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from service.storage import Storage, job_key
+from service.core.storage import Storage, job_key
 
 
 def upload_dir(storage: Storage, local: Path, key: str) -> None:

@@ -1,6 +1,6 @@
 """The Celery app of the workers and its one task, ``gora.run_job(job_id)``.
 
-The broker settings come from ``service.broker.celery_config`` (the API sends with the same ones);
+The broker settings come from ``service.core.queue.celery_config`` (the API sends with the same ones);
 what is added here is only for the consuming side, set for hour-long tasks (design.md, "Workers"):
 
 - ``worker_prefetch_multiplier=1``: a worker reserves no message beyond the one it runs, so a
@@ -19,8 +19,8 @@ import logging
 
 from celery import Celery, signals
 
-from service.broker import RUN_JOB_TASK, celery_config
-from service.settings import get_settings
+from service.core.queue import RUN_JOB_TASK, celery_config
+from service.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,13 @@
-"""What ``gora worker``, ``gora reconcile`` and ``gora up`` run (the commands live in service/cli.py)."""
+"""What ``gora worker`` and ``gora reconcile`` run (the commands themselves live in cli/main.py)."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 
-from service.broker import JobQueue, make_celery, queue_for_pool
-from service.db import Database
-from service.settings import get_settings
+from service.core.db import Database
+from service.core.queue import JobQueue, make_celery, queue_for_pool
+from service.core.settings import get_settings
 from worker.settings import WorkerSettings
 
 
@@ -54,32 +51,3 @@ def reconcile_now() -> str:
         return str(reconcile_once(database, JobQueue(make_celery(settings)), WorkerSettings()))
     finally:
         database.dispose()
-
-
-def run_embedded(host: str, port: int) -> None:
-    """``gora up``: the API and one CPU worker on this machine, SQLite and the filesystem broker by
-    default (whatever GORA_* says otherwise is honoured: it is the same code as production)."""
-    import uvicorn
-
-    from service.migrate import upgrade
-
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.is_embedded_sqlite:
-        upgrade(settings.database_url)
-    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--pool", "cpu"])
-    try:
-        uvicorn.run("service.app:create_app", factory=True, host=host, port=port)
-    finally:
-        stop_process(worker)
-
-
-def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
-    """SIGTERM (Celery's warm shutdown: a running job's message goes back), then SIGKILL."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.jobs.lifecycle import ErrorCode
+from service.core.jobs.lifecycle import ErrorCode
 
 
 class JobUserError(Exception):

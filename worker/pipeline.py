@@ -24,8 +24,8 @@ from gora.data.formats import DataFormatError, read_jsonl_lines
 from gora.data.loading import make_batches
 from gora.model_registry import ModelLoadError
 from gora.train import TrainingCallbacks, TrainingConfig
-from service.jobs.lifecycle import ErrorCode, JobPhase
-from service.storage import Storage, job_key
+from service.core.jobs.lifecycle import ErrorCode, JobPhase
+from service.core.storage import Storage, job_key
 from worker import artifacts
 from worker.errors import JobUserError
 from worker.reporting import JobReporter

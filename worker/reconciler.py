@@ -17,11 +17,11 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from service.broker import JobQueue
-from service.clock import utcnow
-from service.db import Database
-from service.jobs import repository
-from service.jobs.lifecycle import ErrorCode, JobStatus
+from service.core.clock import utcnow
+from service.core.db import Database
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import ErrorCode, JobStatus
+from service.core.queue import JobQueue
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.db import Database
-from service.jobs import repository
-from service.jobs.lifecycle import JobStatus
+from service.core.db import Database
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import JobStatus
 
 log = logging.getLogger(__name__)
 HOLDING = (JobStatus.RUNNING.value, JobStatus.CANCELLING.value)

@@ -25,12 +25,12 @@ from gora.data.loading import collator_for
 from gora.export import save_adapter
 from gora.train import TrainingDiverged, latest_checkpoint, train
 from gora.train.checkpoints import load_trainable_adapter
-from service.db import Database
-from service.files import repository as files_repository
-from service.jobs import repository
-from service.jobs.lifecycle import ErrorCode, JobPhase
-from service.settings import get_settings
-from service.storage import Storage, adapter_key, job_key
+from service.core.db import Database
+from service.core.files import repository as files_repository
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import ErrorCode, JobPhase
+from service.core.settings import get_settings
+from service.core.storage import Storage, adapter_key, job_key
 from worker import artifacts
 from worker.errors import JobUserError, out_of_memory_error
 from worker.logs import configure, set_process_job

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.jobs import repository
-from service.jobs.lifecycle import JobStatus
-from service.jobs.models import Job
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import JobStatus
+from service.core.jobs.models import Job
 
 
 def may_start(session: Session, job: Job) -> bool:

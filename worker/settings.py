@@ -1,6 +1,6 @@
-"""Worker settings (environment, prefix ``GORA_WORKER_``), beside the shared ``service.settings``.
+"""Worker settings (environment, prefix ``GORA_WORKER_``), beside the shared ``service.core.settings``.
 
-Kept apart from ``service.settings.Settings`` so the API's settings stay the API's; both read the same
+Kept apart from ``service.core.settings.Settings`` so the API's settings stay the API's; both read the same
 environment, so one ``.env`` configures a whole host.
 """
 

@@ -21,11 +21,11 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-from service.broker import JobQueue, make_celery
-from service.db import Database
-from service.jobs import repository
-from service.jobs.lifecycle import ErrorCode, JobStatus
-from service.settings import Settings, get_settings
+from service.core.db import Database
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import ErrorCode, JobStatus
+from service.core.queue import JobQueue, make_celery
+from service.core.settings import Settings, get_settings
 from worker.errors import out_of_memory_error
 from worker.logs import bound
 from worker.scheduling import claim_next, next_waiting

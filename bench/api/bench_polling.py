@@ -2,7 +2,7 @@
 the same run against the same server, ``GET /healthz``. Prints requests/s and p50/p99 for both and the
 ratio. Targets (issue 3): job-status throughput >= 0.5 x /healthz, job-status p99 < 50 ms.
 
-The server is ``uvicorn service.app:create_app`` in its own process against a fresh PostgreSQL
+The server is ``uvicorn service.api.app:create_app`` in its own process against a fresh PostgreSQL
 database (dropped afterwards); the clients are keep-alive HTTP/1.1 connections driven by asyncio in
 this process. Phases alternate (healthz, job, healthz, job, ...) so that a change in machine load
 affects both endpoints alike.
@@ -66,10 +66,10 @@ def server(database_url: str, port: int, workers: int, data_dir: str) -> Iterato
         "GORA_DEFAULT_POOL": "bench",
     }
     subprocess.run(
-        [sys.executable, "-m", "service.cli", "db", "upgrade"], env=env, check=True, cwd=REPO
+        [sys.executable, "-m", "cli.main", "db", "upgrade"], env=env, check=True, cwd=REPO
     )
     command = [
-        sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", "service.api.app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip

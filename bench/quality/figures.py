@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bench.quality.results import HERE, LR_SEARCH, RUNS, read_rows
 from bench.quality.settings import settings_for
-from service.jobs.heatmap import render_heatmap
+from service.api.jobs.heatmap import render_heatmap
 
 FIGURES = HERE / "figures"
 COLOURS = {

@@ -110,9 +110,9 @@ def measure_service(data_dir: Path, steps: int, latency_runs: int) -> dict:
     os.environ.update(environment(data_dir))
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.migrate import upgrade
-    from service.settings import Settings
+    from service.api.app import create_app
+    from service.core.migrate import upgrade
+    from service.core.settings import Settings
     from tests.service.conftest import ADMIN_TOKEN, new_team
     from tests.service.support import upload
 

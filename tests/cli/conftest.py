@@ -11,9 +11,10 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from service.app import create_app
-from service.migrate import upgrade
-from service.settings import Settings
+from service.api.app import create_app
+from service.core.db import Database
+from service.core.migrate import upgrade
+from service.core.settings import Settings
 from tests.live_server import serve
 
 ADMIN_TOKEN = "cli-admin-token"
@@ -39,6 +40,13 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
         default_pool="cpu",
     )
     return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def database(app: FastAPI) -> Iterator[Database]:
+    database = Database(app.state.gora.runtime.settings.database_url)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,10 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from service.cli import app as gora
-from service.jobs import repository
-from service.jobs.lifecycle import JobStatus
+from cli.main import app as gora
+from service.core.db import Database
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import JobStatus
 from tests.cli.conftest import ADMIN_TOKEN, Team
 from tests.service.support import CHAT, jsonl
 from tests.service.test_job_reports import allocation_report
@@ -142,10 +143,10 @@ def test_jobs_status_and_cancel(runner: CliRunner, env: dict[str, str], data: Pa
 
 
 def test_events_follow_shows_progress(
-    runner: CliRunner, env: dict[str, str], data: Path, app: FastAPI
+    runner: CliRunner, env: dict[str, str], data: Path, app: FastAPI, database: Database
 ):
     job_id = submit(runner, env, data, "--epochs", "1")
-    with app.state.database.transaction() as session:
+    with database.transaction() as session:
         assert repository.claim(session, job_id, "w1")
         for step in (1, 2):
             repository.add_event(
@@ -166,12 +167,17 @@ def test_events_follow_shows_progress(
 
 
 def test_allocation_table_and_png(
-    runner: CliRunner, env: dict[str, str], data: Path, app: FastAPI, tmp_path: Path
+    runner: CliRunner,
+    env: dict[str, str],
+    data: Path,
+    app: FastAPI,
+    database: Database,
+    tmp_path: Path,
 ):
     job_id = submit(runner, env, data)
     not_ready = run(runner, env, "allocation", job_id, code=1)
     assert "allocation_not_ready" in not_ready.stderr
-    with app.state.database.transaction() as session:
+    with database.transaction() as session:
         repository.save_allocation(session, job_id, allocation_report(layers=3))
     png = tmp_path / "ranks.png"
     result = run(runner, env, "allocation", job_id, "--png", str(png))
@@ -187,12 +193,17 @@ def test_allocation_table_and_png(
 
 
 def test_download_extracts_the_adapter(
-    runner: CliRunner, env: dict[str, str], data: Path, app: FastAPI, tmp_path: Path
+    runner: CliRunner,
+    env: dict[str, str],
+    data: Path,
+    app: FastAPI,
+    database: Database,
+    tmp_path: Path,
 ):
     job_id = submit(runner, env, data)
     not_ready = run(runner, env, "download", job_id, "-o", str(tmp_path), code=1)
     assert "adapter_not_ready" in not_ready.stderr
-    with app.state.database.transaction() as session:
+    with database.transaction() as session:
         assert repository.claim(session, job_id, "w1")
         assert repository.transition(
             session, job_id, expected=JobStatus.RUNNING, to=JobStatus.SUCCEEDED
@@ -200,7 +211,9 @@ def test_download_extracts_the_adapter(
     # As the worker stores it (worker/artifacts.py): jobs/<id>/adapter/<format>/...
     files = {"adapter_config.json": b'{"r": 8}', "adapter_model.safetensors": bytes(range(256))}
     for name, content in files.items():
-        with app.state.storage.open_write(f"jobs/{job_id}/adapter/peft/{name}") as handle:
+        with app.state.gora.runtime.storage.open_write(
+            f"jobs/{job_id}/adapter/peft/{name}"
+        ) as handle:
             handle.write(content)
     out = tmp_path / "adapters"
     result = run(runner, env, "download", job_id, "-o", str(out))
@@ -234,9 +247,7 @@ def test_the_client_commands_do_not_import_torch():
     import subprocess
     import sys
 
-    code = (
-        "import service.cli, service.client, service.client_cli, sys; print('torch' in sys.modules)"
-    )
+    code = "import cli.main, cli.client, cli.commands, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

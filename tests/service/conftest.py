@@ -17,10 +17,10 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.db import Database
-from service.migrate import upgrade
-from service.settings import Settings
+from service.api.app import create_app
+from service.core.db import Database
+from service.core.migrate import upgrade
+from service.core.settings import Settings
 from tests.live_server import serve
 from tests.service.support import Team
 
@@ -92,8 +92,11 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def database(app: FastAPI) -> Database:
-    return app.state.database
+def database(backend: Backend) -> Iterator[Database]:
+    """The test's own way in (what a worker uses), to set up and check rows beside the API."""
+    database = Database(backend.database_url)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +134,8 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def live_url(app: FastAPI) -> Iterator[str]:
-    """The app served by uvicorn on loopback, for clients that speak real HTTP."""
-    with serve(app) as url:
+def live_url(backend: Backend) -> Iterator[str]:
+    """An app over the same database served by uvicorn on loopback, for clients that speak real
+    HTTP. An app of its own: an app's connections belong to the event loop that serves it."""
+    with serve(create_app(make_settings(backend.data_dir, backend.database_url))) as url:
         yield url

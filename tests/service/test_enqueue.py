@@ -11,8 +11,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.broker import RUN_JOB_TASK, queue_for_pool
+from service.api.app import create_app
+from service.core.queue import RUN_JOB_TASK, queue_for_pool
 from tests.service.conftest import TEST_POOL, Backend, make_settings, new_team
 from tests.service.support import Team, assert_error, create_job
 

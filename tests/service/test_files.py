@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.db import Database
-from service.files.models import StoredFile
+from service.core.db import Database
+from service.core.files.models import StoredFile
 from tests.service import support
 from tests.service.conftest import Backend
 from tests.service.support import Team, assert_error, jsonl, upload

@@ -19,7 +19,7 @@ def test_readyz_checks_database_and_broker(client: TestClient):
 
 
 def test_readyz_reports_a_database_that_is_down(tmp_path):
-    from service.app import create_app
+    from service.api.app import create_app
 
     url = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"  # nothing listens on port 1
     with TestClient(create_app(make_settings(tmp_path, url))) as client:

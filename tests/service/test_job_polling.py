@@ -12,10 +12,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.db import Coalescer, Database
-from service.jobs import repository
-from service.jobs.lifecycle import JobStatus
-from service.jobs.schemas import JobOut
+from service.api.coalescer import Coalescer
+from service.api.jobs.schemas import JobOut
+from service.core.db import Database
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import JobStatus
 from tests.service.support import Team, assert_error, create_job
 
 JOBS = "/v1/fine_tuning/jobs"

@@ -10,11 +10,11 @@ import tarfile
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.db import Database
-from service.jobs import repository
-from service.jobs.heatmap import split_layer_name
-from service.jobs.lifecycle import JobPhase, JobStatus
-from service.runtime import Runtime
+from service.api.jobs.heatmap import split_layer_name
+from service.core.db import Database
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import JobPhase, JobStatus
+from service.core.runtime import Runtime
 from tests.service.support import Team, assert_error, create_job
 
 JOBS = "/v1/fine_tuning/jobs"
@@ -219,7 +219,7 @@ def _write_adapter(runtime: Runtime, job_id: str, fmt: str) -> dict[str, bytes]:
 
 
 def test_adapter_download(client: TestClient, team: Team, database: Database):
-    runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime: Runtime = client.app.state.gora.runtime  # type: ignore[attr-defined]
     job = create_job(client, team)
     url = f"{JOBS}/{job['id']}/adapter"
     assert_error(client.get(url, headers=team.headers), 404, "job_id", "adapter_not_ready")

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from service.db import Database
-from service.jobs import repository
-from service.jobs.lifecycle import JobStatus
-from service.jobs.models import IdempotencyKey
+from service.core.db import Database
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import JobStatus
+from service.core.jobs.models import IdempotencyKey
 from tests.service import support
 from tests.service.conftest import TEST_POOL
 from tests.service.support import Team, assert_error, create_job, jsonl, upload

@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, inspect
 
-from service.db import make_engine
-from service.migrate import alembic_config, upgrade
-from service.models import Base
+from service.core.db import make_engine
+from service.core.migrate import alembic_config, upgrade
+from service.core.tables import Base
 from tests.service.conftest import postgres_database
 
 EXPECTED_TABLES = {

@@ -7,10 +7,10 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from service.db import Database
-from service.jobs import repository
-from service.jobs.lifecycle import ACTIVE, ALLOWED, TERMINAL, JobStatus, check_transition
-from service.jobs.models import Job
+from service.core.db import Database
+from service.core.jobs import repository
+from service.core.jobs.lifecycle import ACTIVE, ALLOWED, TERMINAL, JobStatus, check_transition
+from service.core.jobs.models import Job
 from tests.service.support import Team, create_job
 
 
@@ -158,7 +158,7 @@ def test_claims_for_one_team_are_counted_in_turn(
         pytest.skip("SQLite serialises writers; the embedded mode runs a single worker")
     from sqlalchemy import update
 
-    from service.teams.models import Team as TeamRow
+    from service.core.teams.models import Team as TeamRow
     from worker.scheduling import may_start
 
     first, second = create_job(client, team)["id"], create_job(client, team)["id"]

@@ -7,8 +7,8 @@ import secrets
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from service.db import Database
-from service.teams.models import ApiKey
+from service.core.db import Database
+from service.core.teams.models import ApiKey
 from tests.service.conftest import make_settings
 from tests.service.support import Team, assert_error
 
@@ -69,7 +69,7 @@ def test_admin_token_is_required(client: TestClient, team: Team):
 
 def test_admin_endpoints_are_off_without_a_token(tmp_path):
     app_settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", admin_token=None)
-    from service.app import create_app
+    from service.api.app import create_app
 
     with TestClient(create_app(app_settings)) as bare:
         response = bare.post("/v1/teams", json={"name": "x"}, headers={"Authorization": "Bearer a"})

@@ -21,10 +21,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.db import Database
-from service.migrate import upgrade
-from service.settings import Settings
+from service.api.app import create_app
+from service.core.db import Database
+from service.core.migrate import upgrade
+from service.core.settings import Settings
 from tests.gora.bundled import session_cache_dir, smollm_dir
 from tests.service.conftest import ADMIN_TOKEN, new_team, postgres_database
 from tests.service.support import Team
@@ -92,7 +92,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     app = create_app(settings)
     with TestClient(app) as client:
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        yield Stack(settings, client, app.state.database, worker_env(settings), admin)
+        database = Database(url)
+        yield Stack(settings, client, database, worker_env(settings), admin)
+        database.dispose()
     databases.close()
     broker = redis.Redis.from_url(REDIS_URL)
     for pool in (POOL, SPARE_POOL):

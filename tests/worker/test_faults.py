@@ -120,7 +120,7 @@ def test_killed_worker_job_resumes_on_another(stack, team, start_worker):
 
 
 def test_three_jobs_two_workers_one_job_each_at_a_time(stack, team, start_worker):
-    from service.jobs import repository
+    from service.core.jobs import repository
 
     start_worker(), start_worker()
     adapter = {"type": "gora", "r_ref": 4, "target_modules": ["query", "value"], "probe_steps": 2}
@@ -164,8 +164,8 @@ def job_statuses(stack, team, jobs) -> list[str]:
 
 
 def test_team_limit_holds_a_job_until_one_ends(stack, start_worker):
-    from service.jobs import repository
-    from service.teams.models import Team
+    from service.core.jobs import repository
+    from service.core.teams.models import Team
     from tests.service.conftest import new_team
 
     limited = new_team(stack.client, stack.admin)

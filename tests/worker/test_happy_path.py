@@ -10,7 +10,7 @@ import torch
 from peft import PeftModel
 
 from gora import load_base_model
-from service.storage import Storage, job_key
+from service.core.storage import Storage, job_key
 from tests.gora.bundled import MINILM, SMOLLM, session_cache_dir
 from tests.worker.support import (
     classification_rows,

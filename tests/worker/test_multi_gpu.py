@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from service.storage import Storage, job_key
+from service.core.storage import Storage, job_key
 from tests.worker.conftest import SPARE_POOL
 from tests.worker.support import events, instruction_rows, submit, wait_for, wait_for_event
 from worker.supervisor import child_command, descendants

@@ -1,0 +1,102 @@
+"""``/v1/files``: upload (multipart, streamed), list, retrieve, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.api.auth import CurrentTeam
+from service.api.db import DbSession
+from service.api.deps import After, Limit, State
+from service.api.errors import PayloadTooLarge
+from service.api.files.schemas import FileOut
+from service.api.files.upload import receive_upload
+from service.api.routing import api_router
+from service.api.schemas import Deleted, ListPage
+from service.core import storage
+from service.core.fields import PRINTABLE
+from service.core.files import service
+
+router = api_router(prefix="/v1", tags=["files"])
+
+# Multipart framing around the file: a request this much over the limit cannot hold a legal file.
+MULTIPART_OVERHEAD = 64 * 1024
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file", "purpose"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "purpose": {"type": "string", "enum": ["fine-tune"]},
+                },
+            }
+        }
+    },
+}
+
+
+def _check_declared_length(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(
+            f"the upload is {declared} bytes; the limit is {limit} bytes", param="file"
+        )
+
+
+@router.post("/files", response_model=FileOut, openapi_extra={"requestBody": _UPLOAD_BODY})
+async def upload_file(
+    request: Request, team: CurrentTeam, session: DbSession, state: State
+) -> FileOut:
+    limit, store = state.runtime.settings.max_upload_bytes, state.runtime.storage
+    _check_declared_length(request, limit)
+    file_id = service.new_file_id()
+    key = storage.file_key(file_id)
+    try:
+        form = await receive_upload(
+            request.stream(),
+            request.headers.get("content-type"),
+            lambda: store.open_write(key),
+            limit,
+        )
+        service.check_purpose(form.fields.get("purpose"))
+        report = await run_in_threadpool(service.check_upload, store, file_id)
+        row = await session.run_sync(
+            service.record_upload, team.id, file_id, form.filename, form.file_bytes, report
+        )
+    except BaseException:
+        # Nothing was recorded: the partial upload must not stay behind in the store.
+        await run_in_threadpool(store.delete, key)
+        raise
+    return FileOut.of(row)
+
+
+@router.get("/files", response_model=ListPage[FileOut])
+async def list_files(
+    team: CurrentTeam,
+    session: DbSession,
+    after: After = None,
+    limit: Limit = 20,
+    purpose: Annotated[str | None, Query(max_length=32, pattern=PRINTABLE)] = None,
+    order: Literal["asc", "desc"] = "desc",
+) -> ListPage[FileOut]:
+    rows, has_more = await session.run_sync(
+        service.list_files, team.id, after, limit, purpose, order
+    )
+    return ListPage.of([FileOut.of(r) for r in rows], has_more, [r.id for r in rows])
+
+
+@router.get("/files/{file_id}", response_model=FileOut)
+async def retrieve_file(file_id: str, team: CurrentTeam, session: DbSession) -> FileOut:
+    return FileOut.of(await session.run_sync(service.get_file, team.id, file_id))
+
+
+@router.delete("/files/{file_id}", response_model=Deleted)
+async def delete_file(file_id: str, team: CurrentTeam, session: DbSession, state: State) -> Deleted:
+    await session.run_sync(service.delete_file, state.runtime.storage, team.id, file_id)
+    return Deleted(id=file_id, object="file")

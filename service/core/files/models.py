@@ -1,0 +1,42 @@
+"""Uploaded datasets. The bytes live in the artifact store under ``files/<id>``; the row says what they hold."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.core.clock import utcnow
+from service.core.db import Base
+
+PURPOSE_FINE_TUNE = "fine-tune"
+
+
+class FileStatus:
+    PROCESSED = "processed"
+    ERROR = "error"
+
+
+class StoredFile(Base):
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_team_listing", "team_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    status_details: Mapped[str | None] = mapped_column(Text, default=None)
+    # What line validation found: the rows' format (chat, prompt_completion, text, classification),
+    # how many rows are usable, the classification labels, and the first bad lines.
+    data_format: Mapped[str | None] = mapped_column(String(32), default=None)
+    rows: Mapped[int] = mapped_column(default=0)
+    labels: Mapped[list[Any]] = mapped_column(default=list)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+    storage_key: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Deleted files keep their row: past jobs still name them.
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,393 @@
+"""SQL for jobs, their events, checkpoints and allocations. The worker (issue 4) uses these too.
+
+Every change of a job's status is ``transition``: ``UPDATE jobs SET status=:new … WHERE id=:id AND
+status IN (:expected)``. It returns whether the row changed, so of two writers racing for one job
+exactly one wins (two workers claiming it, or a cancel against a claim).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from service.core import ids
+from service.core.clock import utcnow
+from service.core.jobs.lifecycle import ACTIVE, TERMINAL, JobPhase, JobStatus, check_transition
+from service.core.jobs.models import (
+    AllocationLayer,
+    Checkpoint,
+    IdempotencyKey,
+    Job,
+    JobAllocation,
+    JobEvent,
+)
+from service.core.pagination import keyset_page
+from service.core.teams.models import Team
+
+# Statuses in which a worker holds the job.
+_HOLDING = [JobStatus.RUNNING.value, JobStatus.CANCELLING.value]
+
+# ---- jobs ------------------------------------------------------------------------------------
+
+
+def get(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id) if ids.is_id(ids.JOB, job_id) else None
+
+
+def get_for_team(session: Session, team_id: str, job_id: str) -> Job | None:
+    """The team's job, or None for an unknown or another team's id (both answer 404)."""
+    if not ids.is_id(ids.JOB, job_id):
+        return None
+    params = {"job_id": job_id, "team_id": team_id}
+    return session.scalars(_JOB_FOR_TEAM, params).one_or_none()
+
+
+# Built once: job status is what clients poll, so the statement is not rebuilt on every request.
+_JOB_FOR_TEAM = select(Job).where(
+    Job.id == bindparam("job_id"), Job.team_id == bindparam("team_id")
+)
+
+
+def list_for_team(
+    session: Session,
+    team_id: str,
+    cursor: Job | None,
+    limit: int,
+    metadata: dict[str, str] | None = None,
+) -> tuple[list[Job], bool]:
+    query: Any = select(Job).where(Job.team_id == team_id)
+    for key, value in (metadata or {}).items():
+        query = query.where(Job.user_metadata[key].as_string() == value)
+    return keyset_page(session, query, Job, cursor, limit)
+
+
+def add(session: Session, job: Job) -> None:
+    session.add(job)
+    session.flush()
+
+
+def transition(
+    session: Session,
+    job_id: str,
+    *,
+    expected: str | Iterable[str],
+    to: str,
+    **values: Any,
+) -> bool:
+    """Moves the job to ``to`` if its status is still one of ``expected``; True when it did.
+
+    ``values`` are further columns to set in the same statement (error, worker_id, result_files…).
+    Reaching a terminal status stamps ``finished_at`` unless given.
+    """
+    # Plain strings: drivers adapt a StrEnum member by its name, not its value.
+    allowed = {JobStatus(s).value for s in ([expected] if isinstance(expected, str) else expected)}
+    to = JobStatus(to).value
+    for current in allowed:
+        check_transition(current, to)
+    now = utcnow()
+    values.setdefault("updated_at", now)
+    if to in TERMINAL:
+        values.setdefault("finished_at", now)
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(allowed))
+        .values(status=to, **values)
+        .execution_options(synchronize_session=False)
+    )
+    changed = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    if changed:
+        _expire_loaded(session, job_id)
+    return changed
+
+
+def _expire_loaded(session: Session, job_id: str) -> None:
+    """A Job already loaded in this session reloads on next access instead of showing old values."""
+    loaded = session.identity_map.get(identity_key(Job, job_id))
+    if loaded is not None:
+        session.expire(loaded)
+
+
+def claim(session: Session, job_id: str, worker_id: str) -> bool:
+    """queued → running for ``worker_id``; False when another worker won or the job was cancelled."""
+    now = utcnow()
+    return transition(
+        session,
+        job_id,
+        expected=JobStatus.QUEUED,
+        to=JobStatus.RUNNING,
+        worker_id=worker_id,
+        attempt=Job.attempt + 1,
+        phase=JobPhase.LOADING.value,
+        started_at=func.coalesce(Job.started_at, now),
+        heartbeat_at=now,
+        error=None,
+    )
+
+
+def _guarded_worker_update(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    _statuses: Iterable[str] = tuple(_HOLDING),
+    **values: Any,
+) -> bool:
+    statement = (
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.worker_id == worker_id,
+            Job.status.in_(list(_statuses)),
+        )
+        .values(updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    changed = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    if changed:
+        _expire_loaded(session, job_id)
+    return changed
+
+
+def heartbeat(session: Session, job_id: str, worker_id: str, **progress: Any) -> bool:
+    """Stamps ``heartbeat_at`` (and e.g. ``trained_tokens``) while ``worker_id`` still holds the job.
+
+    False when the job is no longer this worker's to run (reclaimed after a stale heartbeat).
+    """
+    return _guarded_worker_update(session, job_id, worker_id, heartbeat_at=utcnow(), **progress)
+
+
+def set_phase(session: Session, job_id: str, worker_id: str, phase: str) -> bool:
+    return _guarded_worker_update(session, job_id, worker_id, phase=JobPhase(phase).value)
+
+
+def status_of(session: Session, job_id: str) -> str | None:
+    """The status as committed, read fresh (the worker's per-step cancel check)."""
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def jobs_in_status(
+    session: Session, status: str, pool: str | None = None, updated_before: datetime | None = None
+) -> list[Job]:
+    """Jobs in ``status`` (oldest first within priority): what the reconciler and scheduler scan."""
+    query = select(Job).where(Job.status == JobStatus(status).value)
+    if pool is not None:
+        query = query.where(Job.pool == pool)
+    if updated_before is not None:
+        query = query.where(Job.updated_at < updated_before)
+    return list(session.scalars(query.order_by(Job.priority.desc(), Job.created_at, Job.id)))
+
+
+def transition_held(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    *,
+    expected: str | Iterable[str],
+    to: str,
+    **values: Any,
+) -> bool:
+    """``transition`` that also requires ``worker_id`` to still hold the job (worker, issue 4).
+
+    A worker whose job was taken back after a stale heartbeat can then never finish it over the
+    worker that runs it now.
+    """
+    allowed = {JobStatus(s).value for s in ([expected] if isinstance(expected, str) else expected)}
+    for current in allowed:
+        check_transition(current, JobStatus(to).value)
+    if JobStatus(to) in TERMINAL:
+        values.setdefault("finished_at", utcnow())
+    return _guarded_worker_update(
+        session, job_id, worker_id, _statuses=allowed, status=JobStatus(to).value, **values
+    )
+
+
+def fail_held(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    error: dict[str, Any],
+    *,
+    expected: str | Iterable[str] = JobStatus.RUNNING.value,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """Fails a job ``worker_id`` still holds and records why as an error event (with ``data``)."""
+    if not transition_held(
+        session, job_id, worker_id, expected=expected, to=JobStatus.FAILED, error=error
+    ):
+        return False
+    event_data = {"code": error["code"], **(data or {})}
+    add_event(session, job_id, f"Job failed: {error['message']}", level="error", data=event_data)
+    return True
+
+
+def touch_queued(session: Session, job_id: str) -> bool:
+    """Stamps ``updated_at`` of a still-queued job (the reconciler re-sent its message)."""
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+
+def team_running_limit(session: Session, team_id: str, *, lock: bool = False) -> int | None:
+    """``teams.max_running_jobs`` (None: no limit).
+
+    ``lock`` holds the team's row until the transaction ends (``SELECT ... FOR UPDATE`` on PostgreSQL;
+    SQLite serialises writers anyway), so that workers claiming jobs of one team count its running
+    jobs one after the other and cannot pass the limit together.
+    """
+    query = select(Team.max_running_jobs).where(Team.id == team_id)
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+def running_count_for_team(session: Session, team_id: str) -> int:
+    query = select(func.count()).where(Job.team_id == team_id, Job.status.in_(_HOLDING))
+    return int(session.scalar(query) or 0)
+
+
+def active_jobs_using_file(session: Session, file_id: str) -> list[str]:
+    query = select(Job.id).where(
+        Job.status.in_(sorted(s.value for s in ACTIVE)),
+        (Job.training_file_id == file_id) | (Job.validation_file_id == file_id),
+    )
+    return list(session.scalars(query))
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {status: int(count) for status, count in rows}
+
+
+# ---- idempotency -----------------------------------------------------------------------------
+
+
+def idempotency_record(session: Session, team_id: str, key: str) -> IdempotencyKey | None:
+    return session.get(IdempotencyKey, (team_id, key))
+
+
+# ---- events ----------------------------------------------------------------------------------
+
+
+def add_event(
+    session: Session,
+    job_id: str,
+    message: str,
+    *,
+    level: str = "info",
+    type: str = "message",
+    data: dict[str, Any] | None = None,
+) -> JobEvent:
+    """Appends a line to the job's log; ``type="metrics"`` with ``data`` {step, loss, …} for charts."""
+    event = JobEvent(job_id=job_id, message=message, level=level, type=type, data=data)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def list_events(
+    session: Session, job_id: str, after_seq: int | None, limit: int, newest_first: bool = True
+) -> tuple[list[JobEvent], bool]:
+    """A page of events: newest first (OpenAI's list) or oldest first after ``after_seq`` (streams)."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id)
+    if after_seq is not None:
+        query = query.where(JobEvent.seq < after_seq if newest_first else JobEvent.seq > after_seq)
+    query = query.order_by(JobEvent.seq.desc() if newest_first else JobEvent.seq.asc())
+    rows = list(session.scalars(query.limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def event_exists(session: Session, job_id: str, seq: int) -> bool:
+    query = select(JobEvent.seq).where(JobEvent.job_id == job_id, JobEvent.seq == seq)
+    return session.scalar(query) is not None
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+
+def add_checkpoint(
+    session: Session, job_id: str, step: int, storage_key: str, metrics: dict[str, Any]
+) -> Checkpoint:
+    """Records a checkpoint the worker has written under ``storage_key``; a repeated step replaces it."""
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step))
+    row = Checkpoint(
+        id=ids.new_id(ids.CHECKPOINT),
+        job_id=job_id,
+        step=step,
+        storage_key=storage_key,
+        metrics={"step": step, **metrics},
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_checkpoints(
+    session: Session, job_id: str, cursor: Checkpoint | None, limit: int
+) -> tuple[list[Checkpoint], bool]:
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    if cursor is not None:
+        query = query.where(Checkpoint.step < cursor.step)
+    rows = list(session.scalars(query.order_by(Checkpoint.step.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def get_checkpoint(session: Session, job_id: str, checkpoint_id: str) -> Checkpoint | None:
+    if not ids.is_id(ids.CHECKPOINT, checkpoint_id):
+        return None
+    query = select(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.job_id == job_id)
+    return session.scalars(query).one_or_none()
+
+
+# ---- allocation ------------------------------------------------------------------------------
+
+LAYER_FIELDS = ("name", "d_in", "d_out", "importance", "share", "rank", "params")
+
+
+def save_allocation(session: Session, job_id: str, report: dict[str, Any]) -> None:
+    """Stores ``gora_allocation.json`` (the dict ``gora.report.AllocationReport.to_dict`` returns).
+
+    Replaces an earlier one: a job that restarts after a lost worker probes again.
+    """
+    session.execute(delete(AllocationLayer).where(AllocationLayer.job_id == job_id))
+    session.execute(delete(JobAllocation).where(JobAllocation.job_id == job_id))
+    session.flush()
+    session.add(
+        JobAllocation(
+            job_id=job_id,
+            adapter_type=report.get("adapter_type") or report["config"].get("type", "gora"),
+            totals=report["totals"],
+            config=report["config"],
+            probe=report.get("probe") or {},
+        )
+    )
+    session.flush()
+    session.add_all(
+        AllocationLayer(job_id=job_id, position=i, **{k: layer[k] for k in LAYER_FIELDS})
+        for i, layer in enumerate(report["layers"])
+    )
+    session.flush()
+
+
+def get_allocation(session: Session, job_id: str) -> dict[str, Any] | None:
+    """The stored report in the shape of ``gora_allocation.json``, or None before probing ends."""
+    head = session.get(JobAllocation, job_id)
+    if head is None:
+        return None
+    layers = session.scalars(
+        select(AllocationLayer)
+        .where(AllocationLayer.job_id == job_id)
+        .order_by(AllocationLayer.position)
+    )
+    return {
+        "adapter_type": head.adapter_type,
+        "layers": [{k: getattr(layer, k) for k in LAYER_FIELDS} for layer in layers],
+        "totals": head.totals,
+        "config": head.config,
+        "probe": head.probe,
+    }

@@ -1,0 +1,261 @@
+"""A job as submitted (``JobCreate``: OpenAI's fields, so its client works unchanged, plus GoRA's
+``adapter`` and ``gpu``) and its resolution into the full spec the worker runs; each bad field is an
+``InvalidRequest`` naming it.
+
+The spec is resolved here, once: "auto" hyperparameters become numbers and the adapter settings
+become a complete ``GoraConfig``, so the stored row alone says exactly what will run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.orm import Session
+
+from gora.config import GoraConfig
+from gora.train import defaults as training_defaults
+from service.core.errors import InvalidRequest
+from service.core.fields import PRINTABLE
+from service.core.files import repository as files_repository
+from service.core.files.models import FileStatus, StoredFile
+from service.core.jobs.catalog import TASK_OF_FORMAT, resolve_model
+from service.core.settings import Settings
+
+Auto = Literal["auto"]
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=512, pattern=PRINTABLE)]
+FileRef = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+ModuleName = Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)]
+# Far above any useful LoRA rank; it keeps absurd values a clear 400 rather than a failed job.
+MAX_RANK = 4096
+
+
+class Hyperparameters(BaseModel):
+    """OpenAI's three knobs (a number or "auto") and GoRA's run-length knobs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    n_epochs: Auto | Annotated[int, Field(ge=1, le=50)] = "auto"
+    batch_size: Auto | Annotated[int, Field(ge=1, le=1024)] = "auto"
+    learning_rate_multiplier: Auto | Annotated[float, Field(gt=0, le=100)] = "auto"
+    max_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
+        default=None,
+        description="Stop after this many optimizer steps (default: the epochs decide)",
+    )
+    max_seq_length: Annotated[int, Field(ge=16, le=131_072)] | None = None
+    log_every_steps: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    checkpoint_every_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+
+
+class SupervisedMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    hyperparameters: Hyperparameters | None = None
+
+
+class Method(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: Literal["supervised"] = "supervised"
+    supervised: SupervisedMethod | None = None
+
+
+class AdapterSpec(BaseModel):
+    """GoRA/LoRA settings (the fields of ``gora.config.GoraConfig``); unset fields take its defaults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: Literal["gora", "lora"] | None = None
+    r_ref: Annotated[int, Field(ge=1, le=MAX_RANK)] | None = None
+    alpha: float | None = None
+    target_modules: Annotated[list[ModuleName], Field(max_length=256)] | ModuleName | None = None
+    r_min: Annotated[int, Field(ge=0, le=MAX_RANK)] | None = None
+    r_max: Annotated[int, Field(ge=1, le=MAX_RANK)] | None = None
+    probe_steps: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    gamma: float | None = None
+    importance: str | None = None
+    allocation: str | None = None
+    features: str | None = None
+    lr_ratio_b: float | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    lora_dropout: float | None = None
+    modules_to_save: Annotated[list[ModuleName], Field(max_length=256)] | None = None
+
+
+class GpuRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    pool: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    count: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE)]
+    training_file: FileRef
+    validation_file: FileRef | None = None
+    suffix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    integrations: list[Any] | None = Field(default=None, description="Accepted, not used")
+    adapter: AdapterSpec | None = None
+    gpu: GpuRequest | None = None
+    priority: Annotated[int, Field(ge=0, le=9)] = 0
+
+
+# "auto" epochs, batch size and learning rate come from gora.train.defaults, the same documented
+# defaults the library's recipe uses (docs/training.md says where each number comes from).
+DEFAULT_MAX_SEQ_LENGTH = 512
+DEFAULT_LOG_EVERY_STEPS = 10
+DEFAULT_CHECKPOINT_EVERY_STEPS = 100
+
+
+@dataclass
+class JobSpec:
+    model_source: dict[str, Any]
+    task: str
+    training_file: StoredFile
+    validation_file: StoredFile | None
+    hyperparameters: dict[str, Any]
+    adapter: dict[str, Any]
+    pool: str
+    gpu_count: int
+
+
+def _usable_file(session: Session, team_id: str, file_id: str, param: str) -> StoredFile:
+    row = files_repository.get_for_team(session, team_id, file_id)
+    if row is None:
+        raise InvalidRequest(f"no file with id {file_id!r}", param=param, code="file_not_found")
+    if row.status != FileStatus.PROCESSED:
+        raise InvalidRequest(
+            f"file {file_id} has errors and cannot be used: {row.status_details}",
+            param=param,
+            code="file_not_processed",
+        )
+    return row
+
+
+def _check_task(model_source: dict[str, Any], training: StoredFile) -> str:
+    task = TASK_OF_FORMAT[training.data_format or "text"]
+    model_task = model_source.get("task")
+    if model_task is not None and model_task != task:
+        raise InvalidRequest(
+            f"model {model_source['name']!r} is for {model_task}, but training file {training.id} "
+            f"holds {training.data_format} rows, which train {task}",
+            param="model",
+            code="model_task_mismatch",
+        )
+    return task
+
+
+def _given_hyperparameters(body: JobCreate) -> Hyperparameters:
+    nested = body.method.supervised if body.method and body.method.supervised else None
+    if nested is not None and nested.hyperparameters is not None:
+        if body.hyperparameters is not None:
+            raise InvalidRequest(
+                "give hyperparameters either at the top level or in method.supervised, not both",
+                param="hyperparameters",
+            )
+        return nested.hyperparameters
+    return body.hyperparameters or Hyperparameters()
+
+
+def _batch_sizes(given: Hyperparameters, task: str, training_rows: int) -> dict[str, int]:
+    """The effective batch (OpenAI's ``batch_size``) and how the worker splits it into steps."""
+    if given.batch_size == "auto":
+        micro, accum = training_defaults.default_batch_size(task, max(1, training_rows))
+    else:
+        micro, accum = training_defaults.split_batch(task, int(given.batch_size))
+    return {"batch_size": micro * accum, "micro_batch_size": micro, "grad_accum_steps": accum}
+
+
+def resolve_hyperparameters(
+    given: Hyperparameters, training_rows: int, *, adapter_type: str, task: str
+) -> dict[str, Any]:
+    multiplier = (
+        1.0 if given.learning_rate_multiplier == "auto" else float(given.learning_rate_multiplier)
+    )
+    base_rate = training_defaults.default_learning_rate(adapter_type, task)
+    n_epochs = given.n_epochs
+    if n_epochs == "auto":
+        n_epochs = training_defaults.default_n_epochs(max(1, training_rows))
+    return {
+        "n_epochs": n_epochs,
+        **_batch_sizes(given, task, training_rows),
+        "learning_rate_multiplier": multiplier,
+        "learning_rate": base_rate * multiplier,
+        "max_steps": given.max_steps,
+        "max_seq_length": given.max_seq_length or DEFAULT_MAX_SEQ_LENGTH,
+        "log_every_steps": given.log_every_steps or DEFAULT_LOG_EVERY_STEPS,
+        "checkpoint_every_steps": given.checkpoint_every_steps or DEFAULT_CHECKPOINT_EVERY_STEPS,
+    }
+
+
+_FIELD_IN_MESSAGE = re.compile(r"GoraConfig\.(\w+)|no field '(\w+)'")
+
+
+def resolve_adapter(body: JobCreate, seed: int) -> dict[str, Any]:
+    given = body.adapter.model_dump(exclude_none=True) if body.adapter else {}
+    given.setdefault("seed", seed)
+    try:
+        return GoraConfig.from_dict(given).to_dict()
+    except (ValueError, TypeError) as exc:
+        found = _FIELD_IN_MESSAGE.search(str(exc))
+        field = next((g for g in found.groups() if g), None) if found else None
+        param = f"adapter.{field}" if field else "adapter"
+        raise InvalidRequest(str(exc), param=param, code="invalid_adapter") from None
+
+
+def _resolve_gpu(settings: Settings, body: JobCreate) -> tuple[str, int]:
+    pool = (body.gpu.pool if body.gpu else None) or settings.default_pool
+    if pool not in settings.pools:
+        raise InvalidRequest(
+            f"unknown pool {pool!r}; this server has: {', '.join(settings.pools)}",
+            param="gpu.pool",
+            code="unknown_pool",
+        )
+    count = body.gpu.count if body.gpu else 1
+    if count > settings.max_gpus_per_job:
+        raise InvalidRequest(
+            f"gpu.count may be at most {settings.max_gpus_per_job}", param="gpu.count"
+        )
+    return pool, (0 if pool == "cpu" else count)
+
+
+def build_spec(
+    session: Session, settings: Settings, team_id: str, body: JobCreate, seed: int
+) -> JobSpec:
+    model_source = resolve_model(settings, body.model)
+    training = _usable_file(session, team_id, body.training_file, "training_file")
+    task = _check_task(model_source, training)
+    validation = None
+    if body.validation_file is not None:
+        validation = _usable_file(session, team_id, body.validation_file, "validation_file")
+        if validation.data_format != training.data_format:
+            raise InvalidRequest(
+                f"validation file holds {validation.data_format} rows but the training file "
+                f"holds {training.data_format} rows",
+                param="validation_file",
+            )
+    given = _given_hyperparameters(body)
+    pool, gpu_count = _resolve_gpu(settings, body)
+    adapter = resolve_adapter(body, seed)
+    hyperparameters = resolve_hyperparameters(
+        given, training.rows, adapter_type=adapter["type"], task=task
+    )
+    return JobSpec(
+        model_source=model_source,
+        task=task,
+        training_file=training,
+        validation_file=validation,
+        hyperparameters=hyperparameters,
+        adapter=adapter,
+        pool=pool,
+        gpu_count=gpu_count,
+    )

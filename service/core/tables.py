@@ -1,0 +1,26 @@
+"""Every table, imported in one place so that ``Base.metadata`` is complete (Alembic reads it)."""
+
+from service.core.db import Base
+from service.core.files.models import StoredFile
+from service.core.jobs.models import (
+    AllocationLayer,
+    Checkpoint,
+    IdempotencyKey,
+    Job,
+    JobAllocation,
+    JobEvent,
+)
+from service.core.teams.models import ApiKey, Team
+
+__all__ = [
+    "AllocationLayer",
+    "ApiKey",
+    "Base",
+    "Checkpoint",
+    "IdempotencyKey",
+    "Job",
+    "JobAllocation",
+    "JobEvent",
+    "StoredFile",
+    "Team",
+]
