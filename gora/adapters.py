@@ -25,6 +25,7 @@ from gora.initialization import gora_init, kaiming_a, layer_generator
 from gora.probe import ProbeResult, probe_gradients
 from gora.report import AllocationReport, build_report
 from gora.targets import resolve_targets
+from gora.validation import ConfigError
 
 ADAPTER_NAME = "default"
 
@@ -45,7 +46,9 @@ def build_lora_config(
     """A LoraConfig with one exact entry per targeted module; rank-0 modules are excluded."""
     trained = [n for n, r in ranks.items() if r > 0]
     if not trained:
-        raise ValueError("every target layer was allocated rank 0; raise GoraConfig.r_min above 0")
+        raise ConfigError(
+            "GoraConfig", "r_min", "every target layer was allocated rank 0; raise r_min above 0"
+        )
     # The most common rank is the config's ``r``; only the others need a rank_pattern entry.
     default_rank = Counter(ranks[n] for n in trained).most_common(1)[0][0]
     return LoraConfig(

@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from gora.validation import check_choice, check_int, check_number, dataclass_from_dict, fail
+from gora.validation import (
+    ConfigError,
+    check_choice,
+    check_int,
+    check_number,
+    dataclass_from_dict,
+    fail,
+)
 
 ADAPTER_TYPES = ("gora", "lora")
 IMPORTANCE_KINDS = ("union_mean", "grad_norm", "union_frobenius", "union_nuclear")
@@ -60,9 +67,11 @@ class GoraConfig:
         _check_int("r_min", self.r_min, 0)
         _check_int("r_max", self.r_max, 1)
         if not self.r_min <= self.r_ref <= self.r_max:
-            raise ValueError(
+            raise ConfigError(
+                _OWNER,
+                "r_min" if self.r_min > self.r_ref else "r_max",
                 f"GoraConfig needs r_min <= r_ref <= r_max; got r_min={self.r_min}, "
-                f"r_ref={self.r_ref}, r_max={self.r_max} (paper: r_ref/2 and 4*r_ref)"
+                f"r_ref={self.r_ref}, r_max={self.r_max} (paper: r_ref/2 and 4*r_ref)",
             )
         _check_int("probe_steps", self.probe_steps, 1)
         _check_number("gamma", self.gamma, low=0.0, strict=False)

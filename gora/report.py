@@ -1,4 +1,9 @@
-"""The allocation report kept beside every adapter (``gora_allocation.json``, gora-spec.md §5)."""
+"""The allocation report kept beside every adapter (``gora_allocation.json``, gora-spec.md §5).
+
+Its shape is declared here, once: these dataclasses are what ``save_adapter`` writes, what the
+service stores (the JSON of ``to_dict``) and what its HTTP schema is derived from
+(``service.api.jobs.schemas.AllocationOut``). Torch-free.
+"""
 
 from __future__ import annotations
 
@@ -22,43 +27,53 @@ class LayerAllocation:
 
 
 @dataclass
+class AllocationTotals:
+    budget: int  # what LoRA at r_ref costs on the same layers
+    allocated: int
+    # The same number as the budget by definition; kept under its own name for readers who
+    # compare against a LoRA run.
+    lora_params_at_r_ref: int
+    layers: int
+    rank_min: int
+    rank_max: int
+
+
+@dataclass
 class AllocationReport:
     adapter_type: str
     layers: list[LayerAllocation]
+    totals: AllocationTotals
     config: dict[str, Any]
     probe: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def budget(self) -> int:
-        return parameter_budget(
-            {x.name: (x.d_out, x.d_in) for x in self.layers}, self.config["r_ref"]
-        )
-
-    @property
-    def allocated(self) -> int:
-        return sum(x.params for x in self.layers)
 
     @property
     def ranks(self) -> dict[str, int]:
         return {x.name: x.rank for x in self.layers}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "adapter_type": self.adapter_type,
-            "layers": [asdict(x) for x in self.layers],
-            "totals": {
-                "budget": self.budget,
-                "allocated": self.allocated,
-                # The same number as the budget by definition; kept under its own name for readers who
-                # compare against a LoRA run.
-                "lora_params_at_r_ref": self.budget,
-                "layers": len(self.layers),
-                "rank_min": min(x.rank for x in self.layers),
-                "rank_max": max(x.rank for x in self.layers),
-            },
-            "config": self.config,
-            "probe": self.probe,
-        }
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AllocationReport:
+        return cls(
+            adapter_type=values["adapter_type"],
+            layers=[LayerAllocation(**layer) for layer in values["layers"]],
+            totals=AllocationTotals(**values["totals"]),
+            config=values["config"],
+            probe=values.get("probe") or {},
+        )
+
+
+def _totals(layers: list[LayerAllocation], r_ref: int) -> AllocationTotals:
+    budget = parameter_budget({x.name: (x.d_out, x.d_in) for x in layers}, r_ref)
+    return AllocationTotals(
+        budget=budget,
+        allocated=sum(x.params for x in layers),
+        lora_params_at_r_ref=budget,
+        layers=len(layers),
+        rank_min=min(x.rank for x in layers),
+        rank_max=max(x.rank for x in layers),
+    )
 
 
 def build_report(
@@ -85,4 +100,5 @@ def build_report(
                 params=ranks[name] * layer_cost((d_out, d_in)),
             )
         )
-    return AllocationReport(adapter_type, layers, config, probe or {})
+    totals = _totals(layers, config["r_ref"])
+    return AllocationReport(adapter_type, layers, totals, config, probe or {})

@@ -10,6 +10,18 @@ from gora.allocation import Shape
 _HEAD_NAMES = ("classifier", "score")
 
 
+class TargetModulesNotFound(ValueError):
+    """``target_modules`` matched no linear layer of the model; the message lists what it has."""
+
+    def __init__(self, target_modules, available: list[str]):
+        super().__init__(
+            f"target_modules {target_modules!r} matched no linear layer of this model; "
+            f"its linear layers end in: {', '.join(available) or 'none'}"
+        )
+        self.target_modules = target_modules
+        self.available = available
+
+
 def _matches(name: str, targets: list[str]) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
@@ -38,10 +50,7 @@ def resolve_targets(model: nn.Module, target_modules, modules_to_save=None) -> d
         if target_modules == "all-linear" or _matches(name, target_modules):
             found[name] = (module.out_features, module.in_features)
     if not found:
-        raise ValueError(
-            f"target_modules {target_modules!r} matched no linear layer of this model; "
-            f"its linear layers end in: {', '.join(linear_suffixes(model)) or 'none'}"
-        )
+        raise TargetModulesNotFound(target_modules, linear_suffixes(model))
     return found
 
 

@@ -11,8 +11,18 @@ AUTO = "auto"
 T = TypeVar("T")
 
 
+class ConfigError(ValueError):
+    """A config value that cannot be used; ``field`` names it, so callers can point at it
+    (the service answers ``param: "adapter.<field>"``) without reading the message."""
+
+    def __init__(self, owner: str, field: str, message: str):
+        super().__init__(message)
+        self.owner = owner
+        self.field = field
+
+
 def fail(owner: str, name: str, value: Any, expected: str) -> NoReturn:
-    raise ValueError(f"{owner}.{name} must be {expected}; got {value!r}")
+    raise ConfigError(owner, name, f"{owner}.{name} must be {expected}; got {value!r}")
 
 
 def is_number(value: Any) -> bool:
@@ -57,7 +67,9 @@ def dataclass_from_dict(cls: type[T], values: dict[str, Any]) -> T:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(
-            f"{cls.__name__} has no field {unknown[0]!r}; valid fields: {', '.join(sorted(known))}"
+        raise ConfigError(
+            cls.__name__,
+            unknown[0],
+            f"{cls.__name__} has no field {unknown[0]!r}; valid fields: {', '.join(sorted(known))}",
         )
     return cls(**values)

@@ -27,6 +27,11 @@ def upload_json(storage: Storage, key: str, value: Any) -> None:
         target.write(json.dumps(value).encode())
 
 
+def upload_jsonl(storage: Storage, key: str, rows: list[Any]) -> None:
+    with storage.open_write(key) as target:
+        target.write(b"".join(json.dumps(row).encode() + b"\n" for row in rows))
+
+
 def download_dir(storage: Storage, key: str, local: Path) -> Path:
     for relative, _size in storage.list_files(key):
         target = local / relative

@@ -1,16 +1,13 @@
-"""The Celery app of the workers and its one task, ``gora.run_job(job_id)``.
+"""The Celery app of the workers and its one task, ``gora.run_job(job_id)``: "a job is ready".
 
-The broker settings come from ``service.core.queue.celery_config`` (the API sends with the same ones);
-what is added here is only for the consuming side, set for hour-long tasks (design.md, "Workers"):
+The broker settings come from ``service.core.queue.celery_config`` (the API sends with the same
+ones). Added here, for the consuming side of hour-long tasks: ``worker_prefetch_multiplier=1`` with
+``task_acks_late``, so that a busy worker reserves no message beyond the one it runs (with early
+acks it would reserve one more, and a waiting job would sit behind a busy worker). Which mechanism
+owns which failure (a lost message, a dead worker or child, a stale heartbeat) is in docs/worker.md:
+the database and the reconciler own every one; the broker only delivers turns.
 
-- ``worker_prefetch_multiplier=1``: a worker reserves no message beyond the one it runs, so a
-  waiting job is free for the next idle worker;
-- ``task_acks_late`` + ``task_reject_on_worker_lost``: the message is acknowledged only when the task
-  returns, so a worker that dies mid-job leaves it to be delivered again (Redis: after the
-  visibility timeout, which ``celery_config`` sets above the longest job);
-- results ignored: the database is where a job's outcome lives.
-
-The task itself is thin: ``worker.supervisor.run_job`` claims the job and runs it in a child process.
+The task is thin: ``worker.supervisor.take_turn`` claims a job and runs it in a child process.
 """
 
 from __future__ import annotations
@@ -27,19 +24,7 @@ log = logging.getLogger(__name__)
 
 def worker_config() -> dict:
     config = celery_config(get_settings())
-    config.update(
-        worker_prefetch_multiplier=1,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_ignore_result=True,
-        worker_concurrency=1,
-        # The job runs in its own process; the pool process only supervises it, so it is reused.
-        worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-        # A message only says "job X is ready"; its JSON is all the worker needs.
-        accept_content=["json"],
-        task_serializer="json",
-    )
+    config.update(worker_prefetch_multiplier=1, task_acks_late=True)
     return config
 
 
@@ -56,8 +41,8 @@ def _structured_logs(loglevel=None, **_) -> None:
 
 
 @app.task(name=RUN_JOB_TASK, ignore_result=True)
-def run_job(job_id: str) -> str:
-    """Claims ``job_id`` (or the oldest job its pool may run now) and runs it to an outcome."""
-    from worker.supervisor import run_job as supervise
+def job_ready(job_id: str) -> str:
+    """A turn to run: claims ``job_id`` (or the oldest job its pool may run now) and runs it."""
+    from worker.supervisor import take_turn
 
-    return supervise(job_id)
+    return take_turn(job_id)

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from worker.processes import rank_and_world
+
 _JOB_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("gora_job_id", default=None)
 _TEAM_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("gora_team_id", default=None)
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [job=%(job_id)s team=%(team_id)s] %(message)s"
@@ -77,11 +79,10 @@ class JobContext(logging.Filter):
 
 
 def distributed_rank() -> int | None:
-    """This process's rank in a multi-process job (torchrun sets RANK and WORLD_SIZE), else None:
-    the ranks of one job write into one log, so each line says which rank wrote it."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank in a multi-process job, else None: the ranks of one job write into one
+    log, so each line says which rank wrote it."""
+    rank, world = rank_and_world()
+    return rank if world > 1 else None
 
 
 class JsonFormatter(logging.Formatter):

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from service.core.clock import utcnow
 from service.core.db import Database
 from service.core.jobs import repository
-from service.core.jobs.lifecycle import ErrorCode, JobStatus
+from service.core.jobs.errors import ErrorCode, JobError
+from service.core.jobs.lifecycle import HOLDING, JobStatus
 from service.core.queue import JobQueue
 from worker.settings import WorkerSettings
 
@@ -45,43 +46,41 @@ def reconcile_once(database: Database, queue: JobQueue, ws: WorkerSettings) -> R
 def recover_stale(database: Database, ws: WorkerSettings, repairs: Repairs) -> None:
     stale_before = utcnow() - timedelta(seconds=ws.stale_after_s)
     with database.transaction() as session:
-        for status in (JobStatus.RUNNING, JobStatus.CANCELLING):
+        for status in HOLDING:
             for job in repository.jobs_in_status(session, status):
-                if job.heartbeat_at is not None and as_utc(job.heartbeat_at) >= stale_before:
+                if job.heartbeat_at is not None and job.heartbeat_at >= stale_before:
                     continue
                 take_back(session, job, ws, repairs)
 
 
-def as_utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes (stored in UTC).
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def take_back(session, job, ws: WorkerSettings, repairs: Repairs) -> None:
     lost = f"its worker {job.worker_id} stopped sending heartbeats"
-    if job.status == JobStatus.CANCELLING.value:
-        if repository.transition(session, job.id, expected=job.status, to=JobStatus.CANCELLED):
-            repository.add_event(session, job.id, f"Job cancelled ({lost})")
+    if job.status == JobStatus.CANCELLING:
+        if repository.move(
+            session,
+            job.id,
+            expected=job.status,
+            to=JobStatus.CANCELLED,
+            event=f"Job cancelled ({lost})",
+        ):
             repairs.cancelled.append(job.id)
         return
     if job.attempt >= ws.max_attempts:
-        error = {
-            "code": ErrorCode.WORKER_LOST.value,
-            "message": f"{lost}, {job.attempt} times; the job is not retried again",
-            "param": None,
-        }
-        if repository.transition(
-            session, job.id, expected=job.status, to=JobStatus.FAILED, error=error
-        ):
-            repository.add_event(session, job.id, f"Job failed: {error['message']}", level="error")
+        error = JobError(
+            ErrorCode.WORKER_LOST, f"{lost}, {job.attempt} times; the job is not retried again"
+        )
+        if repository.fail(session, job.id, error, expected=job.status):
             repairs.failed.append(job.id)
         return
-    if repository.transition(
-        session, job.id, expected=job.status, to=JobStatus.QUEUED, worker_id=None
+    if repository.move(
+        session,
+        job.id,
+        expected=job.status,
+        to=JobStatus.QUEUED,
+        event=f"Requeued: {lost}; it resumes from its last checkpoint",
+        level="warn",
+        worker_id=None,
     ):
-        repository.add_event(
-            session, job.id, f"Requeued: {lost}; it resumes from its last checkpoint", level="warn"
-        )
         repairs.requeued.append(job.id)
 
 

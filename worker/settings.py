@@ -1,13 +1,17 @@
 """Worker settings (environment, prefix ``GORA_WORKER_``), beside the shared ``service.core.settings``.
 
-Kept apart from ``service.core.settings.Settings`` so the API's settings stay the API's; both read the same
-environment, so one ``.env`` configures a whole host.
+Kept apart from ``Settings`` so the API's settings stay the API's; both read the same environment, so
+one ``.env`` configures a whole host.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.core.settings import Settings
 
 
 class WorkerSettings(BaseSettings):
@@ -33,4 +37,8 @@ class WorkerSettings(BaseSettings):
     # Last lines of a child's log copied into the failure event.
     log_tail_lines: int = Field(default=40, ge=1)
     # Where the child keeps local checkpoints and its log; default <GORA_DATA_DIR>/work.
-    work_dir: str | None = None
+    work_dir: Path | None = None
+
+    def work_root(self, settings: Settings) -> Path:
+        """The host's work directory: job workspaces, child logs, ranks' failure records."""
+        return self.work_dir or settings.data_dir / "work"

@@ -1,18 +1,15 @@
-"""The parent side of a job: claim it, run it in a child process, watch it, record how it ended.
+"""The parent side of a job: take a turn (claim), run the job in a child process, watch it, record
+how it ended.
 
-The child (``python -m worker.run_job``) does the training and writes progress and its outcome;
-this process only heartbeats, turns a cancel into a kill when the child does not stop in time, and
-records the outcome of a child that died without writing one (``failed``, an internal code, the last
-lines of its log in an event).
+The child (``python -m worker.child``) trains and writes progress and its outcome; this process is
+the one writer of the job's heartbeat, turns a cancel into a kill when the child does not stop in
+time, and records the outcome of a child that died without writing one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,23 +20,26 @@ from pathlib import Path
 
 from service.core.db import Database
 from service.core.jobs import repository
-from service.core.jobs.lifecycle import ErrorCode, JobStatus
+from service.core.jobs.errors import ErrorCode, JobError
+from service.core.jobs.lifecycle import HOLDING, JobStatus
 from service.core.queue import JobQueue, make_celery
 from service.core.settings import Settings, get_settings
-from worker.errors import out_of_memory_error
 from worker.logs import bound
+from worker.processes import die_with_parent, kill_job_processes
 from worker.scheduling import claim_next, next_waiting
 from worker.settings import WorkerSettings
+from worker.workspace import child_log, take_rank_failure
 
 log = logging.getLogger(__name__)
-HOLDING = (JobStatus.RUNNING.value, JobStatus.CANCELLING.value)
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
-def run_job(hinted_job_id: str) -> str:
+def take_turn(hinted_job_id: str) -> str:
+    """Claims the job this worker should run now (``hinted_job_id`` or an older one of its pool)
+    and runs it to an outcome; what the Celery task calls."""
     settings, worker_settings = get_settings(), WorkerSettings()
     database = Database(settings.database_url)
     worker_id = new_worker_id()
@@ -48,31 +48,23 @@ def run_job(hinted_job_id: str) -> str:
             job = claim_next(session, hinted_job_id, worker_id)
             if job is None:
                 return "nothing to run"
-            job_id, pool, attempt, team_id = job.id, job.pool, job.attempt, job.team_id
+            job_id, pool, team_id = job.id, job.pool, job.team_id
             processes = max(1, job.gpu_count or 0)
             repository.add_event(
-                session, job_id, f"Started on worker {worker_id} (attempt {attempt})"
+                session, job_id, f"Started on worker {worker_id} (attempt {job.attempt})"
             )
-            if processes > 1 and processes > worker_gpus():
+            runnable = processes <= 1 or processes <= worker_gpus()
+            if not runnable:
                 refuse_gpu_count(session, job_id, worker_id, processes)
-                processes = 0
         with bound(job_id, team_id):  # every line until the job ends names it and its team
-            if processes:
-                outcome = supervise(
-                    database, settings, worker_settings, job_id, worker_id, processes
-                )
-            else:
-                outcome = "failed"
+            outcome = "failed"
+            if runnable:
+                job_run = JobRun(database, settings, worker_settings, job_id, worker_id, processes)
+                outcome = job_run.supervise()
             give_next_turn(database, settings, pool)
             return f"{job_id}: {outcome}"
     finally:
         database.dispose()
-
-
-def child_log_path(settings: Settings, worker_settings: WorkerSettings, job_id: str) -> Path:
-    root = Path(worker_settings.work_dir or settings.data_dir / "work") / "logs"
-    root.mkdir(parents=True, exist_ok=True)
-    return root / f"{job_id}.log"
 
 
 def worker_gpus() -> int:
@@ -85,121 +77,109 @@ def refuse_gpu_count(session, job_id: str, worker_id: str, wanted: int) -> None:
     """A job asking for more GPUs than this worker has fails at once (a user error, not a retry:
     every worker of a pool is started with the same ``--gpus``)."""
     have = worker_gpus()
-    error = {
-        "code": ErrorCode.USER_BAD_CONFIG.value,
-        "message": f"the job asks for {wanted} GPUs but the workers of its pool have {have}; "
+    error = JobError(
+        ErrorCode.USER_BAD_CONFIG,
+        f"the job asks for {wanted} GPUs but the workers of its pool have {have}; "
         f"ask for at most {max(have, 1)} (gpu.count) or use a pool with more GPUs",
-        "param": "gpu.count",
-    }
-    repository.fail_held(session, job_id, worker_id, error)
+        "gpu.count",
+    )
+    repository.fail(session, job_id, error, held_by=worker_id)
 
 
 def child_command(job_id: str, worker_id: str, processes: int = 1) -> list[str]:
     """The training child: one process, or ``processes`` ranks under torchrun (one per GPU)."""
-    job = ["-m", "worker.run_job", job_id, worker_id]
+    job = ["-m", "worker.child", job_id, worker_id]
     if processes <= 1:
         return [sys.executable, *job]
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
     return [sys.executable, *launcher, "--standalone", *job]
 
 
-def _die_with_supervisor() -> None:  # runs in the forked torchrun before exec
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+class JobRun:
+    """One claimed job's child process, watched until it ends."""
 
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        worker_settings: WorkerSettings,
+        job_id: str,
+        worker_id: str,
+        processes: int = 1,
+    ):
+        self.database, self.ws = database, worker_settings
+        self.job_id, self.worker_id, self.processes = job_id, worker_id, processes
+        self.work_root = worker_settings.work_root(settings)
+        self.log_path = child_log(self.work_root, job_id)
 
-def start_child(
-    job_id: str, worker_id: str, log_path: Path, processes: int = 1
-) -> subprocess.Popen:
-    distributed = processes > 1
-    with open(log_path, "ab") as log_file:
-        return subprocess.Popen(
-            child_command(job_id, worker_id, processes),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            # torchrun gets a process group of its own (killed as one with whatever it started that
-            # stayed in it); it dies with this process, and each rank with it (run_job's
-            # PR_SET_PDEATHSIG).
-            start_new_session=distributed,
-            preexec_fn=_die_with_supervisor if distributed else None,
-        )
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc; empty elsewhere or once it is gone)."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{parent}/task/{task}/children") as handle:
-                    children = [int(child) for child in handle.read().split()]
-            except OSError:
-                continue
-            found.extend(children)
-            todo.extend(children)
-    return found
-
-
-def kill_child(child: subprocess.Popen, processes: int) -> None:
-    if processes <= 1:
-        child.kill()
-        return
-    # torchrun starts each rank in a session of its own, so its process group holds torchrun alone:
-    # the ranks are found by ancestry and killed by pid (each would also die with torchrun, by
-    # PR_SET_PDEATHSIG, but a rank must never outlive a kill).
-    ranks = descendants(child.pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGKILL)
-    for pid in ranks:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def supervise(
-    database: Database,
-    settings: Settings,
-    ws: WorkerSettings,
-    job_id: str,
-    worker_id: str,
-    processes: int = 1,
-) -> str:
-    log_path = child_log_path(settings, ws, job_id)
-    child = start_child(job_id, worker_id, log_path, processes)
-    log.info("job %s: child %s started, log %s", job_id, child.pid, log_path)
-    cancel_seen_at: float | None = None
-    last_beat = time.monotonic()
-    while child.poll() is None:
-        time.sleep(min(1.0, ws.heartbeat_s))
-        beat = time.monotonic() - last_beat >= ws.heartbeat_s
-        held, status = check_in(database, job_id, worker_id, beat)
-        last_beat = time.monotonic() if beat else last_beat
-        if status == JobStatus.CANCELLING.value and cancel_seen_at is None:
-            cancel_seen_at = time.monotonic()
-        overdue = (
-            cancel_seen_at is not None and time.monotonic() - cancel_seen_at > ws.cancel_grace_s
-        )
-        if overdue or not held:
-            log.info(
-                "job %s: stopping child %s (held=%s, status=%s)", job_id, child.pid, held, status
+    def start(self) -> subprocess.Popen:
+        distributed = self.processes > 1
+        take_rank_failure(self.work_root, self.job_id)  # an earlier attempt's, if any
+        with open(self.log_path, "ab") as log_file:
+            return subprocess.Popen(
+                child_command(self.job_id, self.worker_id, self.processes),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # torchrun gets a process group of its own (killed as one with whatever stayed in
+                # it) and dies with this process; each rank dies with torchrun in turn.
+                start_new_session=distributed,
+                preexec_fn=die_with_parent if distributed else None,
             )
-            kill_child(child, processes)
-    child.wait()
-    return record_exit(database, ws, job_id, worker_id, child.returncode, log_path)
 
+    def supervise(self) -> str:
+        child = self.start()
+        log.info("job %s: child %s started, log %s", self.job_id, child.pid, self.log_path)
+        cancel_seen_at: float | None = None
+        last_beat = time.monotonic()
+        while child.poll() is None:
+            time.sleep(min(1.0, self.ws.heartbeat_s))
+            beat = time.monotonic() - last_beat >= self.ws.heartbeat_s
+            held, status = self.check_in(beat)
+            last_beat = time.monotonic() if beat else last_beat
+            if status == JobStatus.CANCELLING and cancel_seen_at is None:
+                cancel_seen_at = time.monotonic()
+            overdue = (
+                cancel_seen_at is not None
+                and time.monotonic() - cancel_seen_at > self.ws.cancel_grace_s
+            )
+            if overdue or not held:
+                log.info("job %s: stopping child (held=%s, status=%s)", self.job_id, held, status)
+                kill_job_processes(child, self.processes)
+        child.wait()
+        return self.record_exit(child.returncode)
 
-def check_in(
-    database: Database, job_id: str, worker_id: str, beat: bool
-) -> tuple[bool, str | None]:
-    """(does this worker still hold the job, its status); stamps the heartbeat when ``beat``."""
-    with database.transaction() as session:
-        status = repository.status_of(session, job_id)
-        held = repository.heartbeat(session, job_id, worker_id) if beat else status in HOLDING
-    return held, status
+    def check_in(self, beat: bool) -> tuple[bool, str | None]:
+        """(does this worker still hold the job, its status); stamps the heartbeat when ``beat``."""
+        with self.database.transaction() as session:
+            status = repository.status_of(session, self.job_id)
+            if beat:
+                held = repository.heartbeat(session, self.job_id, self.worker_id)
+            else:
+                held = status in HOLDING
+        return held, status
+
+    def record_exit(self, code: int) -> str:
+        """The job's outcome once the child is gone; the child's own record wins when it wrote one."""
+        with self.database.transaction() as session:
+            status = repository.status_of(session, self.job_id)
+            if status == JobStatus.CANCELLING:
+                repository.move(
+                    session,
+                    self.job_id,
+                    expected=JobStatus.CANCELLING,
+                    to=JobStatus.CANCELLED,
+                    event="Job cancelled; its training process stopped",
+                    held_by=self.worker_id,
+                )
+                return "cancelled"
+            if status != JobStatus.RUNNING:
+                return status or "gone"
+            tail = log_tail(self.log_path, self.ws.log_tail_lines)
+            error = exit_error(code, take_rank_failure(self.work_root, self.job_id))
+            data = {"exit_code": code, "log_tail": tail}
+            repository.fail(session, self.job_id, error, held_by=self.worker_id, data=data)
+            return "failed"
 
 
 def log_tail(path: Path, lines: int) -> str:
@@ -207,47 +187,24 @@ def log_tail(path: Path, lines: int) -> str:
         return "".join(deque(handle, maxlen=lines))
 
 
-def record_exit(
-    database: Database, ws: WorkerSettings, job_id: str, worker_id: str, code: int, log_path: Path
-) -> str:
-    """The job's outcome once the child is gone; the child's own record wins when it wrote one."""
-    with database.transaction() as session:
-        status = repository.status_of(session, job_id)
-        if status == JobStatus.CANCELLING.value:
-            if repository.transition_held(
-                session, job_id, worker_id, expected=JobStatus.CANCELLING, to=JobStatus.CANCELLED
-            ):
-                repository.add_event(session, job_id, "Job cancelled; its training process stopped")
-            return "cancelled"
-        if status != JobStatus.RUNNING.value:
-            return status or "gone"
-        tail = log_tail(log_path, ws.log_tail_lines)
-        error = child_error(code, tail)
-        repository.fail_held(
-            session, job_id, worker_id, error, data={"exit_code": code, "log_tail": tail}
-        )
-        return "failed"
-
-
-def child_error(exit_code: int, tail: str = "") -> dict[str, str | None]:
+def exit_error(exit_code: int, recorded: JobError | None = None) -> JobError:
     """The job error for a child that ended without recording one itself.
 
-    Under torchrun, a rank other than 0 that runs out of device memory ends alone and takes the
-    others down with it; only its traceback, in the shared log, says why.
+    Under torchrun a rank other than 0 cannot write the job's record: the error it met (out of
+    device memory) comes as ``recorded``, and wins over the exit code torchrun passes on.
     """
-    if "OutOfMemoryError" in tail:
-        return out_of_memory_error("on one of the job's processes")
+    if recorded is not None:
+        return recorded
     if exit_code == -9:
-        message = (
+        return JobError.internal(
             "the training process was killed (signal 9; the kernel's out-of-memory killer does "
             "this): try a smaller batch_size or max_seq_length, or ask an operator"
         )
-        return {"code": ErrorCode.INTERNAL_ERROR.value, "message": message, "param": None}
     if exit_code < 0:
-        message = f"the training process was killed by signal {-exit_code}"
-    else:
-        message = f"the training process failed (exit code {exit_code}); see the job's events"
-    return {"code": ErrorCode.INTERNAL_ERROR.value, "message": message, "param": None}
+        return JobError.internal(f"the training process was killed by signal {-exit_code}")
+    return JobError.internal(
+        f"the training process failed (exit code {exit_code}); see the job's events"
+    )
 
 
 def give_next_turn(database: Database, settings: Settings, pool: str) -> None:

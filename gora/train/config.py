@@ -14,7 +14,15 @@ from typing import Any
 
 from gora.config import GoraConfig
 from gora.train import defaults
-from gora.validation import AUTO, check_int, check_number, dataclass_from_dict, fail, is_number
+from gora.validation import (
+    AUTO,
+    ConfigError,
+    check_int,
+    check_number,
+    dataclass_from_dict,
+    fail,
+    is_number,
+)
 
 _OWNER = "TrainingConfig"
 _fail = partial(fail, _OWNER)
@@ -135,9 +143,11 @@ class TrainingConfig:
     def require_resolved(self) -> None:
         for name in ("learning_rate", "n_epochs", "batch_size"):
             if getattr(self, name) == AUTO:
-                raise ValueError(
+                raise ConfigError(
+                    _OWNER,
+                    name,
                     f"TrainingConfig.{name} is 'auto'; call config.resolve(adapter_type=..., task=..., "
-                    "n_examples=len(train_dataset)) before training"
+                    "n_examples=len(train_dataset)) before training",
                 )
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,7 +27,9 @@ def queue_for_pool(pool: str) -> str:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings the API and the workers share, so both ends agree on the transport."""
     transport_options: dict[str, Any] = {
-        # Redis re-delivers an unacknowledged message after this; it must exceed the longest job.
+        # Redis re-delivers an unacknowledged message after this. A running job's message stays
+        # unacknowledged (acks_late), so it should exceed the longest job; a re-delivery is only a
+        # duplicate turn, which claims nothing (docs/worker.md, "Who owns which failure").
         "visibility_timeout": settings.visibility_timeout_s,
         "socket_connect_timeout": 5,
     }
@@ -44,7 +46,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,
-        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "task_ignore_result": True,
         "broker_connection_retry_on_startup": True,
         # A publish to a broker that is down fails fast: the job stays queued for the reconciler.

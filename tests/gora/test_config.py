@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gora import GoraConfig
+from gora.targets import TargetModulesNotFound, resolve_targets
+from gora.validation import ConfigError
 
 
 def test_defaults_are_the_papers():
@@ -54,5 +56,17 @@ def test_round_trip_through_a_dict():
     ],
 )
 def test_bad_values_name_the_field_and_range(values, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         GoraConfig.from_dict(values)
+    # The error carries the field as data: whichever key the caller gave that is at fault.
+    assert isinstance(raised.value, ConfigError) and raised.value.owner == "GoraConfig"
+    expected_field = next(iter(values))
+    assert raised.value.field == expected_field
+
+
+def test_target_modules_that_match_nothing_are_a_typed_error(tiny_llama):
+    with pytest.raises(TargetModulesNotFound) as raised:
+        resolve_targets(tiny_llama, ["nope"])
+    assert raised.value.target_modules == ["nope"]
+    assert {"q_proj", "v_proj", "down_proj"} <= set(raised.value.available)
+    assert "q_proj" in str(raised.value)

@@ -71,8 +71,10 @@ def test_heartbeat_and_phase_belong_to_the_holder(
     job_id = create_job(client, team)["id"]
     with database.transaction() as session:
         assert repository.claim(session, job_id, "worker-a")
-        assert repository.heartbeat(session, job_id, "worker-a", trained_tokens=123)
+        assert repository.heartbeat(session, job_id, "worker-a")
         assert not repository.heartbeat(session, job_id, "worker-b")
+        assert repository.record_progress(session, job_id, "worker-a", trained_tokens=123)
+        assert not repository.record_progress(session, job_id, "worker-b", trained_tokens=9)
         assert repository.set_phase(session, job_id, "worker-a", "training")
         assert not repository.set_phase(session, job_id, "worker-b", "exporting")
     job = _job(database, job_id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 
 import pytest
 
+from service.core.storage import Storage, job_key
 from tests.worker.conftest import SPARE_POOL
 from tests.worker.support import (
     SHORT,
@@ -117,6 +119,17 @@ def test_killed_worker_job_resumes_on_another(stack, team, start_worker):
     assert any(m.startswith("Requeued") for m in log), log
     assert any(m.startswith("Resuming from checkpoint") for m in log), log
     assert done["trained_tokens"] > 0
+    # The resumed attempt re-runs the steps the lost one ran past its checkpoint: each step's
+    # metrics are still recorded once, and metrics.jsonl holds every step of both attempts.
+    steps = [
+        e["data"]["step"]
+        for e in events(stack.client, team, job["id"])
+        if "loss" in (e.get("data") or {})
+    ]
+    assert steps == [1, 2, 3, 4, 5, 6], steps
+    storage = Storage(stack.settings.storage_url)
+    with storage.open_read(job_key(job["id"], "metrics.jsonl")) as handle:
+        assert [json.loads(line)["step"] for line in handle.read().splitlines()] == steps
 
 
 def test_three_jobs_two_workers_one_job_each_at_a_time(stack, team, start_worker):

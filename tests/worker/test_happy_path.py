@@ -10,7 +10,7 @@ import torch
 from peft import PeftModel
 
 from gora import load_base_model
-from service.core.storage import Storage, job_key
+from service.core.storage import Storage, adapter_key, job_key
 from tests.gora.bundled import MINILM, SMOLLM, session_cache_dir
 from tests.worker.support import (
     classification_rows,
@@ -60,7 +60,8 @@ def test_smollm2_gora_job_end_to_end(stack, team, worker, tmp_path):
     job = submit(stack.client, team, instruction_rows(16))
     done = wait_for(stack.client, team, job["id"], {"succeeded"})
     assert done["trained_tokens"] > 0 and done["finished_at"] is not None
-    assert job_key(job["id"], "gora_allocation.json") in done["result_files"]
+    # The report is stored once (the job's allocation) and travels inside each adapter directory.
+    assert adapter_key(job["id"], "peft") in done["result_files"]
     log = events(stack.client, team, job["id"])
     phases = [e["data"]["phase"] for e in log if (e.get("data") or {}).get("phase")]
     assert phases == ["loading", "probing", "training", "exporting"]
@@ -76,7 +77,7 @@ def test_smollm2_gora_job_end_to_end(stack, team, worker, tmp_path):
         f"/v1/fine_tuning/jobs/{job['id']}/allocation", headers=team.headers
     ).json()
     storage = Storage(stack.settings.storage_url)
-    with storage.open_read(job_key(job["id"], "gora_allocation.json")) as handle:
+    with storage.open_read(f"{adapter_key(job['id'], 'peft')}/gora_allocation.json") as handle:
         stored = json.load(handle)
     assert allocation["layers"] == stored["layers"] and allocation["totals"] == stored["totals"]
     assert len(stored["layers"]) == 60

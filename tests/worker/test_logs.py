@@ -41,7 +41,7 @@ def test_json_lines_carry_the_bound_job_and_team_from_any_logger(root, monkeypat
         try:
             raise ValueError("boom")
         except ValueError:
-            logging.getLogger("worker.run_job").exception("failed")
+            logging.getLogger("worker.child").exception("failed")
     logging.getLogger("worker.x").debug("below the level")
     records = [json.loads(line) for line in lines(stream)]
     assert [r["message"] for r in records] == [
@@ -108,7 +108,7 @@ def test_a_one_job_process_names_its_job_on_every_thread(root, monkeypatch):
     monkeypatch.setenv("GORA_LOG_FORMAT", "json")
     stream = io.StringIO()
     configure(logging.INFO, stream)
-    log = logging.getLogger("worker.run_job")
+    log = logging.getLogger("worker.child")
     try:
         set_process_job("ftjob-child")
         log.info("loading")
@@ -132,10 +132,10 @@ def test_ranks_of_a_multi_process_job_name_themselves(root, monkeypatch):
     stream = io.StringIO()
     configure("INFO", stream)
     monkeypatch.setenv("WORLD_SIZE", "1")
-    logging.getLogger("worker.run_job").info("one process")
+    logging.getLogger("worker.child").info("one process")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    logging.getLogger("worker.run_job").info("second rank")
+    logging.getLogger("worker.child").info("second rank")
     single, ranked = (json.loads(line) for line in lines(stream))
     assert "rank" not in single
     assert ranked["rank"] == 1

@@ -14,10 +14,11 @@ from collections import Counter
 
 import pytest
 
-from service.core.storage import Storage, job_key
+from service.core.storage import Storage, adapter_key, job_key
 from tests.worker.conftest import SPARE_POOL
 from tests.worker.support import events, instruction_rows, submit, wait_for, wait_for_event
-from worker.supervisor import child_command, descendants
+from worker.processes import descendants
+from worker.supervisor import child_command
 
 # SmolLM2 (no dropout, so the probe is deterministic across processes; MiniLM's dropout draws
 # different masks on rank 1 than the single process does for the same batch): 2 probe batches of
@@ -34,7 +35,7 @@ ADAPTER = {"type": "gora", "r_ref": 4, "target_modules": ["q_proj", "v_proj"], "
 
 
 def test_child_command():
-    assert child_command("j", "w") == [sys.executable, "-m", "worker.run_job", "j", "w"]
+    assert child_command("j", "w") == [sys.executable, "-m", "worker.child", "j", "w"]
     assert child_command("j", "w", 2) == [
         sys.executable,
         "-m",
@@ -43,7 +44,7 @@ def test_child_command():
         "2",
         "--standalone",
         "-m",
-        "worker.run_job",
+        "worker.child",
         "j",
         "w",
     ]
@@ -94,7 +95,7 @@ def test_two_rank_job_writes_once_and_probes_like_one_process(stack, team, start
     storage = Storage(stack.settings.storage_url)
     with storage.open_read(job_key(two["id"], "metrics.jsonl")) as handle:
         assert len(handle.read().splitlines()) == 2  # one line per step, rank 0's
-    assert job_key(two["id"], "gora_allocation.json") in done["result_files"]
+    assert adapter_key(two["id"], "peft") in done["result_files"]
 
     child_log = stack.settings.data_dir / "work" / "logs" / f"{two['id']}.log"
     text = child_log.read_text(errors="replace")

@@ -30,6 +30,8 @@ class JobPhase(StrEnum):
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE = frozenset(JobStatus) - TERMINAL
+# The statuses in which a worker holds the job (its heartbeat keeps it).
+HOLDING = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.VALIDATING_FILES: frozenset(
@@ -58,19 +60,3 @@ def check_transition(current: str, new: str) -> None:
     """Raises ValueError for a change the lifecycle does not have (a programming error)."""
     if JobStatus(new) not in ALLOWED[JobStatus(current)]:
         raise ValueError(f"a job cannot go from {current!r} to {new!r}")
-
-
-class ErrorCode(StrEnum):
-    """``error.code`` of a failed job. ``user_*`` codes say the submitter must fix something."""
-
-    USER_BAD_DATA = "user_bad_data"
-    USER_MODEL_NOT_LOADABLE = "user_model_not_loadable"
-    USER_TARGET_MODULES_NOT_FOUND = "user_target_modules_not_found"
-    USER_BAD_CONFIG = "user_bad_config"
-    INTERNAL_ERROR = "internal_error"
-    WORKER_LOST = "worker_lost"
-    OUT_OF_MEMORY = "out_of_memory"
-
-
-def is_user_error(code: str) -> bool:
-    return code.startswith("user_")

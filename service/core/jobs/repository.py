@@ -1,4 +1,4 @@
-"""SQL for jobs, their events, checkpoints and allocations. The worker (issue 4) uses these too.
+"""SQL for jobs, their events, checkpoints and allocations; the API and the worker share it.
 
 Every change of a job's status is ``transition``: ``UPDATE jobs SET status=:new … WHERE id=:id AND
 status IN (:expected)``. It returns whether the row changed, so of two writers racing for one job
@@ -17,7 +17,15 @@ from sqlalchemy.orm.util import identity_key
 
 from service.core import ids
 from service.core.clock import utcnow
-from service.core.jobs.lifecycle import ACTIVE, TERMINAL, JobPhase, JobStatus, check_transition
+from service.core.jobs.errors import JobError
+from service.core.jobs.lifecycle import (
+    ACTIVE,
+    HOLDING,
+    TERMINAL,
+    JobPhase,
+    JobStatus,
+    check_transition,
+)
 from service.core.jobs.models import (
     AllocationLayer,
     Checkpoint,
@@ -28,9 +36,6 @@ from service.core.jobs.models import (
 )
 from service.core.pagination import keyset_page
 from service.core.teams.models import Team
-
-# Statuses in which a worker holds the job.
-_HOLDING = [JobStatus.RUNNING.value, JobStatus.CANCELLING.value]
 
 # ---- jobs ------------------------------------------------------------------------------------
 
@@ -71,38 +76,91 @@ def add(session: Session, job: Job) -> None:
     session.flush()
 
 
+def _statuses(expected: str | Iterable[str]) -> list[str]:
+    # Plain strings: drivers adapt a StrEnum member by its name, not its value.
+    return sorted(
+        {JobStatus(s).value for s in ([expected] if isinstance(expected, str) else expected)}
+    )
+
+
 def transition(
     session: Session,
     job_id: str,
     *,
     expected: str | Iterable[str],
     to: str,
+    held_by: str | None = None,
     **values: Any,
 ) -> bool:
     """Moves the job to ``to`` if its status is still one of ``expected``; True when it did.
 
-    ``values`` are further columns to set in the same statement (error, worker_id, result_files…).
-    Reaching a terminal status stamps ``finished_at`` unless given.
+    With ``held_by``, only while that worker still holds the job: a worker whose job was taken
+    back after a stale heartbeat can then never finish it over the worker that runs it now.
+    ``values`` are further columns to set in the same statement (error, result_files…). Reaching
+    a terminal status stamps ``finished_at`` unless given.
     """
-    # Plain strings: drivers adapt a StrEnum member by its name, not its value.
-    allowed = {JobStatus(s).value for s in ([expected] if isinstance(expected, str) else expected)}
-    to = JobStatus(to).value
+    allowed, to = _statuses(expected), JobStatus(to).value
     for current in allowed:
         check_transition(current, to)
-    now = utcnow()
-    values.setdefault("updated_at", now)
     if to in TERMINAL:
-        values.setdefault("finished_at", now)
-    statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(allowed))
-        .values(status=to, **values)
-        .execution_options(synchronize_session=False)
-    )
-    changed = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+        values.setdefault("finished_at", utcnow())
+    return _update(session, job_id, allowed, held_by, status=to, **values)
+
+
+def _update(
+    session: Session, job_id: str, statuses: list[str], held_by: str | None, **values: Any
+) -> bool:
+    """``UPDATE jobs SET … WHERE id = :id AND status IN (:statuses) [AND worker_id = :held_by]``."""
+    statement = update(Job).where(Job.id == job_id, Job.status.in_(statuses))
+    if held_by is not None:
+        statement = statement.where(Job.worker_id == held_by)
+    statement = statement.values(updated_at=values.pop("updated_at", utcnow()), **values)
+    changed = session.execute(statement.execution_options(synchronize_session=False)).rowcount == 1  # type: ignore[attr-defined]
     if changed:
         _expire_loaded(session, job_id)
     return changed
+
+
+def move(
+    session: Session,
+    job_id: str,
+    *,
+    expected: str | Iterable[str],
+    to: str,
+    event: str,
+    level: str = "info",
+    data: dict[str, Any] | None = None,
+    held_by: str | None = None,
+    **values: Any,
+) -> bool:
+    """``transition`` and, when it happened, the event that says so, in the same transaction."""
+    if not transition(session, job_id, expected=expected, to=to, held_by=held_by, **values):
+        return False
+    add_event(session, job_id, event, level=level, data=data)
+    return True
+
+
+def fail(
+    session: Session,
+    job_id: str,
+    error: JobError,
+    *,
+    expected: str | Iterable[str] = JobStatus.RUNNING,
+    held_by: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """The one way a job fails: ``error`` on the row and an error event saying why (with ``data``)."""
+    return move(
+        session,
+        job_id,
+        expected=expected,
+        to=JobStatus.FAILED,
+        event=f"Job failed: {error.message}",
+        level="error",
+        data={"code": error.code.value, **(data or {})},
+        held_by=held_by,
+        error=error.as_dict(),
+    )
 
 
 def _expire_loaded(session: Session, job_id: str) -> None:
@@ -129,44 +187,33 @@ def claim(session: Session, job_id: str, worker_id: str) -> bool:
     )
 
 
-def _guarded_worker_update(
-    session: Session,
-    job_id: str,
-    worker_id: str,
-    _statuses: Iterable[str] = tuple(_HOLDING),
-    **values: Any,
-) -> bool:
-    statement = (
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.worker_id == worker_id,
-            Job.status.in_(list(_statuses)),
-        )
-        .values(updated_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
-    )
-    changed = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
-    if changed:
-        _expire_loaded(session, job_id)
-    return changed
+_HOLDING = _statuses(HOLDING)
 
 
-def heartbeat(session: Session, job_id: str, worker_id: str, **progress: Any) -> bool:
-    """Stamps ``heartbeat_at`` (and e.g. ``trained_tokens``) while ``worker_id`` still holds the job.
+def heartbeat(session: Session, job_id: str, worker_id: str) -> bool:
+    """Stamps ``heartbeat_at`` while ``worker_id`` still holds the job: the supervisor's, the one
+    writer of it. False when the job is no longer this worker's (taken back after a stale one)."""
+    return _update(session, job_id, _HOLDING, worker_id, heartbeat_at=utcnow())
 
-    False when the job is no longer this worker's to run (reclaimed after a stale heartbeat).
-    """
-    return _guarded_worker_update(session, job_id, worker_id, heartbeat_at=utcnow(), **progress)
+
+def record_progress(session: Session, job_id: str, worker_id: str, **progress: Any) -> bool:
+    """Progress columns (``trained_tokens``) while ``worker_id`` holds the job; no heartbeat."""
+    return _update(session, job_id, _HOLDING, worker_id, **progress)
 
 
 def set_phase(session: Session, job_id: str, worker_id: str, phase: str) -> bool:
-    return _guarded_worker_update(session, job_id, worker_id, phase=JobPhase(phase).value)
+    return _update(session, job_id, _HOLDING, worker_id, phase=JobPhase(phase).value)
 
 
 def status_of(session: Session, job_id: str) -> str | None:
-    """The status as committed, read fresh (the worker's per-step cancel check)."""
+    """The status as committed, read fresh."""
     return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def holder(session: Session, job_id: str) -> tuple[str, str | None] | None:
+    """(status, the worker that holds it) as committed: the child's per-step stop check."""
+    row = session.execute(select(Job.status, Job.worker_id).where(Job.id == job_id)).one_or_none()
+    return (row.status, row.worker_id) if row is not None else None
 
 
 def jobs_in_status(
@@ -179,49 +226,6 @@ def jobs_in_status(
     if updated_before is not None:
         query = query.where(Job.updated_at < updated_before)
     return list(session.scalars(query.order_by(Job.priority.desc(), Job.created_at, Job.id)))
-
-
-def transition_held(
-    session: Session,
-    job_id: str,
-    worker_id: str,
-    *,
-    expected: str | Iterable[str],
-    to: str,
-    **values: Any,
-) -> bool:
-    """``transition`` that also requires ``worker_id`` to still hold the job (worker, issue 4).
-
-    A worker whose job was taken back after a stale heartbeat can then never finish it over the
-    worker that runs it now.
-    """
-    allowed = {JobStatus(s).value for s in ([expected] if isinstance(expected, str) else expected)}
-    for current in allowed:
-        check_transition(current, JobStatus(to).value)
-    if JobStatus(to) in TERMINAL:
-        values.setdefault("finished_at", utcnow())
-    return _guarded_worker_update(
-        session, job_id, worker_id, _statuses=allowed, status=JobStatus(to).value, **values
-    )
-
-
-def fail_held(
-    session: Session,
-    job_id: str,
-    worker_id: str,
-    error: dict[str, Any],
-    *,
-    expected: str | Iterable[str] = JobStatus.RUNNING.value,
-    data: dict[str, Any] | None = None,
-) -> bool:
-    """Fails a job ``worker_id`` still holds and records why as an error event (with ``data``)."""
-    if not transition_held(
-        session, job_id, worker_id, expected=expected, to=JobStatus.FAILED, error=error
-    ):
-        return False
-    event_data = {"code": error["code"], **(data or {})}
-    add_event(session, job_id, f"Job failed: {error['message']}", level="error", data=event_data)
-    return True
 
 
 def touch_queued(session: Session, job_id: str) -> bool:
@@ -300,6 +304,18 @@ def list_events(
     query = query.order_by(JobEvent.seq.desc() if newest_first else JobEvent.seq.asc())
     rows = list(session.scalars(query.limit(limit + 1)))
     return rows[:limit], len(rows) > limit
+
+
+def training_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
+    """The data of the job's training-step metrics events (step, loss, …), oldest first."""
+    query = select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
+    return [
+        data for data in session.scalars(query.order_by(JobEvent.seq)) if data and "loss" in data
+    ]
+
+
+def training_metric_steps(session: Session, job_id: str) -> set[int]:
+    return {data["step"] for data in training_metrics(session, job_id)}
 
 
 def event_exists(session: Session, job_id: str, seq: int) -> bool:

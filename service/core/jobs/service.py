@@ -15,7 +15,7 @@ from service.core import ids
 from service.core.db import FollowUp, after_commit
 from service.core.errors import Conflict, InvalidRequest, NotFound
 from service.core.jobs import repository
-from service.core.jobs.lifecycle import JobStatus
+from service.core.jobs.lifecycle import TERMINAL, JobStatus
 from service.core.jobs.models import IdempotencyKey, Job
 from service.core.jobs.spec import JobCreate, build_spec
 from service.core.queue import JobQueue
@@ -154,28 +154,38 @@ def list_jobs(
 def cancel_job(session: Session, team_id: str, job_id: str) -> Job:
     """Queued jobs are cancelled at once; a running job goes to ``cancelling`` for its worker to stop.
 
-    Guarded updates race the worker's claim; on a lost race the status is read again and the
-    cancel retried, so the answer always reflects what the database holds.
+    A finished job (succeeded, failed or cancelled) is a conflict; one already ``cancelling`` is
+    answered as it is. Guarded updates race the worker's claim; on a lost race the status is read
+    again and the cancel retried, so the answer always reflects what the database holds.
     """
     job = get_job(session, team_id, job_id)
     for _ in range(3):
         status = repository.status_of(session, job.id)
-        if status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
+        if status == JobStatus.CANCELLING:
             break
-        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        if status in TERMINAL:
             raise Conflict(
                 f"job {job.id} has already {status}; only unfinished jobs can be cancelled",
                 param="job_id",
                 code="job_not_cancellable",
             )
-        if status in (JobStatus.VALIDATING_FILES, JobStatus.QUEUED):
-            if repository.transition(session, job.id, expected=status, to=JobStatus.CANCELLED):
-                repository.add_event(session, job.id, "Job cancelled before it started")
-                break
-        elif repository.transition(session, job.id, expected=status, to=JobStatus.CANCELLING):
-            repository.add_event(
-                session, job.id, "Cancellation requested; the worker stops at its next step"
+        if status == JobStatus.QUEUED:
+            moved = repository.move(
+                session,
+                job.id,
+                expected=status,
+                to=JobStatus.CANCELLED,
+                event="Job cancelled before it started",
             )
+        else:
+            moved = repository.move(
+                session,
+                job.id,
+                expected=status,
+                to=JobStatus.CANCELLING,
+                event="Cancellation requested; the worker stops at its next step",
+            )
+        if moved:
             break
     session.refresh(job)
     return job

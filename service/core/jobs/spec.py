@@ -8,7 +8,6 @@ become a complete ``GoraConfig``, so the stored row alone says exactly what will
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from gora.config import GoraConfig
 from gora.train import defaults as training_defaults
+from gora.validation import ConfigError
 from service.core.errors import InvalidRequest
 from service.core.fields import PRINTABLE
 from service.core.files import repository as files_repository
@@ -197,19 +197,15 @@ def resolve_hyperparameters(
     }
 
 
-_FIELD_IN_MESSAGE = re.compile(r"GoraConfig\.(\w+)|no field '(\w+)'")
-
-
 def resolve_adapter(body: JobCreate, seed: int) -> dict[str, Any]:
     given = body.adapter.model_dump(exclude_none=True) if body.adapter else {}
     given.setdefault("seed", seed)
     try:
         return GoraConfig.from_dict(given).to_dict()
-    except (ValueError, TypeError) as exc:
-        found = _FIELD_IN_MESSAGE.search(str(exc))
-        field = next((g for g in found.groups() if g), None) if found else None
-        param = f"adapter.{field}" if field else "adapter"
-        raise InvalidRequest(str(exc), param=param, code="invalid_adapter") from None
+    except ConfigError as exc:
+        raise InvalidRequest(
+            str(exc), param=f"adapter.{exc.field}", code="invalid_adapter"
+        ) from None
 
 
 def _resolve_gpu(settings: Settings, body: JobCreate) -> tuple[str, int]:

@@ -1,0 +1,210 @@
+"""One job on one rank: setup → probe → train → export, as one recipe (torchtune's recipes are the model).
+
+Everything here is ``gora/`` called with the job's stored spec. What is the worker's own is where the
+results go (``JobReporter`` for the database, ``artifacts`` for the store) and which failures are the
+submitter's (``JobUserError`` with a code and the field to fix). Only rank 0 writes: ranks above 0
+get a ``QuietReporter``, and only rank 0 exports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gora import GoraConfig, get_gora_model, load_base_model
+from gora.data.encoding import build_dataset, build_label_map
+from gora.data.formats import DataFormatError, read_jsonl_lines
+from gora.data.loading import collator_for, make_batches
+from gora.export import save_adapter
+from gora.model_registry import ModelLoadError
+from gora.report import AllocationReport
+from gora.targets import TargetModulesNotFound
+from gora.train import TrainingDiverged, TrainingResult, latest_checkpoint, train
+from gora.train.checkpoints import load_trainable_adapter
+from service.core.jobs.errors import ErrorCode, JobUserError
+from service.core.jobs.lifecycle import JobPhase
+from service.core.storage import Storage, adapter_key, job_key
+from worker import artifacts
+from worker.callbacks import JobCallbacks, probe_with_progress, rank_batches, reference_outputs
+from worker.plan import JobPlan, training_config
+from worker.reporting import JobReporter
+from worker.workspace import Workspace
+
+REFERENCE_OUTPUTS = "reference_outputs.json"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class JobData:
+    """What setup loads: the base model, its collator, the encoded training and validation sets."""
+
+    base: Any
+    collator: Any
+    train: Any
+    valid: Any | None
+
+
+@dataclass
+class JobRecipe:
+    plan: JobPlan
+    reporter: JobReporter
+    storage: Storage
+    work: Workspace
+    rank: int = 0
+    world: int = 1
+
+    def run(self) -> None:
+        data = self.setup()
+        model, checkpoint = self.probe(data)
+        result = self.train(model, data, checkpoint)
+        if result.cancelled:
+            self.reporter.cancelled(result.steps)
+        elif self.rank == 0:
+            self.export(model, data, result)
+
+    # --- setup: the data and the base model ---------------------------------------------------
+    def setup(self) -> JobData:
+        plan = self.plan
+        # The pid lets an operator (and the tests) find the training process of a job.
+        self.reporter.phase(
+            JobPhase.LOADING, f"Loading model {plan.model_name} and data", pid=os.getpid()
+        )
+        fmt, rows, lines = self._read_rows(plan.training_key, "training_file")
+        label2id = build_label_map(rows) if plan.task == "sequence_classification" else None
+        base, tokenizer = self._load_model(list(label2id) if label2id else None)
+        collator = collator_for(tokenizer)
+        dataset, stats = self._encode(rows, fmt, lines, tokenizer, label2id, "training_file")
+        valid = None
+        if plan.validation_key:
+            v_fmt, v_rows, v_lines = self._read_rows(plan.validation_key, "validation_file")
+            valid, _ = self._encode(v_rows, v_fmt, v_lines, tokenizer, label2id, "validation_file")
+        self.reporter.event(
+            f"Data: {stats.examples} examples, {stats.trained_tokens} trained tokens"
+        )
+        return JobData(base, collator, dataset, valid)
+
+    def _read_rows(self, key: str, param: str):
+        local = artifacts.download_file(self.storage, key, self.work.data / key.replace("/", "_"))
+        try:
+            return read_jsonl_lines(str(local))
+        except DataFormatError as exc:
+            raise JobUserError(ErrorCode.USER_BAD_DATA, f"{param}: {exc}", param) from exc
+
+    def _load_model(self, label_names: list[str] | None):
+        plan = self.plan
+        try:
+            return load_base_model(
+                plan.model_path, plan.task, label_names=label_names, seed=plan.seed
+            )
+        except ModelLoadError as exc:
+            raise JobUserError(
+                ErrorCode.USER_MODEL_NOT_LOADABLE,
+                f"model {plan.model_name!r} could not be loaded: {exc}. Use a model listed by "
+                "GET /v1/models",
+                "model",
+            ) from exc
+
+    def _encode(self, rows, fmt, lines, tokenizer, label2id, param: str):
+        max_length = self.plan.hyperparameters["max_seq_length"]
+        try:
+            dataset, stats = build_dataset(
+                rows, fmt, tokenizer, self.plan.task, max_length, label2id, line_numbers=lines
+            )
+        except DataFormatError as exc:
+            raise JobUserError(ErrorCode.USER_BAD_DATA, f"{param}: {exc}", param) from exc
+        if len(dataset) == 0:
+            raise JobUserError(
+                ErrorCode.USER_BAD_DATA,
+                f"{param} has no usable row: all {len(rows)} rows lose every trained token when "
+                f"cut to max_seq_length={max_length}; raise hyperparameters.max_seq_length or "
+                "shorten the prompts",
+                param,
+            )
+        return dataset, stats
+
+    # --- probe: the adapter, from the gradients or from an earlier attempt's checkpoint -------
+    def probe(self, data: JobData) -> tuple[Any, Path | None]:
+        checkpoint = self._resume_point()
+        if checkpoint is not None:
+            self.reporter.event(f"Resuming from checkpoint {checkpoint.name}")
+            model = load_trainable_adapter(data.base, checkpoint)
+            # The ranks come from the checkpoint; the report of how they were chosen, from the
+            # allocation stored when the first attempt probed.
+            model.gora_report = AllocationReport.from_dict(self.reporter.stored_allocation())
+            return model, checkpoint
+        cfg = GoraConfig.from_dict(self.plan.adapter)
+        self.reporter.phase(JobPhase.PROBING, f"Probing gradients over {cfg.probe_steps} batches")
+        # Probe batches are training micro-batches: probing then needs no more memory than a step.
+        batch = self.plan.hyperparameters["micro_batch_size"]
+        batches = make_batches(data.train, data.collator, batch, seed=cfg.seed)
+        batches = rank_batches(batches, cfg.probe_steps, self.rank, self.world)
+        base = data.base
+        if self.world > 1 and torch.cuda.is_available():  # this rank's GPU (set by the child)
+            base = base.to(torch.device("cuda", torch.cuda.current_device()))
+        try:
+            model = get_gora_model(
+                base, cfg, probe_with_progress(batches, cfg.probe_steps, self.reporter)
+            )
+        except TargetModulesNotFound as exc:
+            raise JobUserError(
+                ErrorCode.USER_TARGET_MODULES_NOT_FOUND, str(exc), "adapter.target_modules"
+            ) from exc
+        # The report is rank 0's, broadcast by gora: every rank holds the same.
+        self.reporter.allocation(model.gora_report.to_dict())
+        return model, None
+
+    def _resume_point(self) -> Path | None:
+        """The newest checkpoint an earlier attempt left in the store, copied into the workspace."""
+        prefix = job_key(self.plan.job_id, "checkpoints")
+        steps = sorted(
+            {
+                int(k.split("/", 1)[0].removeprefix("step-"))
+                for k, _ in self.storage.list_files(prefix)
+            }
+        )
+        if not steps:
+            return None
+        local = self.work.checkpoints / f"checkpoint-{steps[-1]}"
+        key = artifacts.checkpoint_key(self.plan.job_id, steps[-1])
+        artifacts.download_dir(self.storage, key, local)
+        return latest_checkpoint(self.work.checkpoints)
+
+    # --- train ----------------------------------------------------------------------------------
+    def train(self, model, data: JobData, checkpoint: Path | None) -> TrainingResult:
+        config = training_config(self.plan, self.work.checkpoints)
+        self.reporter.phase(
+            JobPhase.TRAINING, f"Training: {config.n_epochs} epochs, batch {config.batch_size}"
+        )
+        callbacks = JobCallbacks(self.plan.job_id, self.reporter, self.storage)
+        try:
+            return train(
+                model, data.train, data.collator, config, callbacks, data.valid, checkpoint
+            )
+        except TrainingDiverged as exc:
+            raise JobUserError(
+                ErrorCode.USER_BAD_CONFIG, str(exc), "hyperparameters.learning_rate_multiplier"
+            ) from exc
+
+    # --- export (rank 0) --------------------------------------------------------------------------
+    def export(self, model, data: JobData, result: TrainingResult) -> None:
+        job_id = self.plan.job_id
+        self.reporter.phase(JobPhase.EXPORTING, "Exporting the adapter (PEFT and uniform formats)")
+        if self.world > 1:  # the reference pass runs on the CPU, as in one process
+            model = model.to("cpu")
+        files = []
+        for adapter_format in ("peft", "uniform"):  # each with its gora_allocation.json
+            local = save_adapter(model, self.work.export / adapter_format, format=adapter_format)
+            files.append(adapter_key(job_id, adapter_format))
+            artifacts.upload_dir(self.storage, local, files[-1])
+        # The metrics as the job's events recorded them: every step, across resumed attempts.
+        files.append(job_key(job_id, METRICS))
+        artifacts.upload_jsonl(self.storage, files[-1], self.reporter.training_metrics())
+        files.append(job_key(job_id, REFERENCE_OUTPUTS))
+        reference = reference_outputs(model, data.train, data.collator)
+        artifacts.upload_json(self.storage, files[-1], reference)
+        name = f"{self.plan.model_name}:gora:{job_id}"
+        self.reporter.succeed(files, result.trained_tokens, name)
