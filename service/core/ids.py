@@ -25,13 +25,3 @@ def is_id(prefix: str, value: str) -> bool:
     """True when ``value`` has the shape of an id of this kind; anything else cannot be stored."""
     head, sep, body = value.partition("-")
     return sep == "-" and head == prefix and bool(_ID_BODY.match(body))
-
-
-def event_id(seq: int) -> str:
-    """Events are numbered in the order they were written; the public id carries the number."""
-    return f"{EVENT}-{seq}"
-
-
-def event_seq(event_id_value: str) -> int | None:
-    head, _, number = event_id_value.partition("-")
-    return int(number) if head == EVENT and number.isdigit() and len(number) < 19 else None

@@ -3,7 +3,6 @@
 from service.core.db import Base
 from service.core.files.models import StoredFile
 from service.core.jobs.models import (
-    AllocationLayer,
     Checkpoint,
     IdempotencyKey,
     Job,
@@ -13,7 +12,6 @@ from service.core.jobs.models import (
 from service.core.teams.models import ApiKey, Team
 
 __all__ = [
-    "AllocationLayer",
     "ApiKey",
     "Base",
     "Checkpoint",

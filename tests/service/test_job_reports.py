@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from gora.report import build_report
 from service.api.jobs.heatmap import split_layer_name
 from service.core.db import Database
 from service.core.jobs import repository
@@ -21,33 +23,16 @@ JOBS = "/v1/fine_tuning/jobs"
 
 
 def allocation_report(layers: int = 3) -> dict:
-    """The shape ``gora.report.AllocationReport.to_dict`` writes to gora_allocation.json."""
-    rows = []
+    """A report as the library writes it (``gora.report.build_report(...).to_dict()``): per layer a
+    q_proj of rank 4 + i and a down_proj of rank 16 - 2i."""
+    shapes, ranks, importances = {}, {}, {}
     for index in range(layers):
         for module, rank in (("self_attn.q_proj", 4 + index), ("mlp.down_proj", 16 - 2 * index)):
-            rows.append(
-                {
-                    "name": f"model.layers.{index}.{module}",
-                    "d_in": 64,
-                    "d_out": 64,
-                    "importance": 0.1 * (index + 1),
-                    "share": 1 / (2 * layers),
-                    "rank": rank,
-                    "params": rank * 128,
-                }
-            )
-    allocated = sum(r["params"] for r in rows)
-    return {
-        "adapter_type": "gora",
-        "layers": rows,
-        "totals": {
-            "budget": 8 * 128 * len(rows),
-            "allocated": allocated,
-            "lora_params_at_r_ref": 1,
-        },
-        "config": {"type": "gora", "r_ref": 8, "r_min": 4, "r_max": 32},
-        "probe": {"steps": 3, "samples": 12},
-    }
+            name = f"model.layers.{index}.{module}"
+            shapes[name], ranks[name], importances[name] = (64, 64), rank, 0.1 * (index + 1)
+    config = {"type": "gora", "r_ref": 8, "r_min": 4, "r_max": 32}
+    probe = {"steps": 3, "samples": 12}
+    return build_report("gora", shapes, ranks, config, importances, probe).to_dict()
 
 
 def test_events_list_newest_first_with_cursor(client: TestClient, team: Team, database: Database):
@@ -74,6 +59,25 @@ def test_events_list_newest_first_with_cursor(client: TestClient, team: Team, da
     assert len(rest["data"]) == 4  # and the two events of the job's creation
     assert_error(client.get(f"{url}?after=ftevent-999999999", headers=team.headers), 400, "after")
     assert_error(client.get(f"{url}?after=bogus", headers=team.headers), 400, "after")
+
+
+def test_event_ids_tell_nothing_of_other_teams(
+    client: TestClient, team: Team, other_team: Team, database: Database
+):
+    """Event ids are random, not one sequence over every team's events: a team cannot count the
+    others' activity from them, nor use another job's event as a cursor."""
+    mine, theirs = create_job(client, team), create_job(client, other_team)
+    with database.transaction() as session:
+        for _ in range(3):
+            repository.add_event(session, theirs["id"], "busy elsewhere")
+    url = f"{JOBS}/{mine['id']}/events"
+    ids = [e["id"] for e in client.get(url, headers=team.headers).json()["data"]]
+    assert len(ids) == 2 and all(re.fullmatch(r"ftevent-[A-Za-z0-9]{24}", i) for i in ids)
+    their_ids = client.get(f"{JOBS}/{theirs['id']}/events", headers=other_team.headers).json()
+    foreign = their_ids["data"][0]["id"]
+    assert_error(client.get(f"{url}?after={foreign}", headers=team.headers), 400, "after")
+    stream = client.get(f"{url}/stream?after={foreign}", headers=team.headers)
+    assert_error(stream, 400, "after")
 
 
 def _frames(text: str) -> list[dict]:

@@ -123,13 +123,8 @@ async def stream_events(
     after: After = None,
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
 ) -> StreamingResponse:
-    job = await session.run_sync(service.get_job, team.id, job_id)
     resume_from = after or last_event_id
-    after_seq = 0
-    if resume_from is not None:
-        after_seq = ids.event_seq(resume_from) or 0
-        if after_seq == 0:
-            raise InvalidRequest(f"{resume_from!r} is not an event id", param="after")
+    job, after_seq = await session.run_sync(service.stream_start, team.id, job_id, resume_from)
     poll_s = state.runtime.settings.event_poll_interval_s
     frames = event_stream(state.database, job.id, after_seq, poll_s)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

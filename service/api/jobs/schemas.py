@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import dataclasses
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
-from service.core import ids
+from gora.report import AllocationReport
 from service.core.clock import to_unix
 from service.core.jobs.models import Checkpoint, Job, JobEvent
 
@@ -90,7 +91,7 @@ class EventOut(BaseModel):
     @classmethod
     def of(cls, event: JobEvent) -> EventOut:
         return cls(
-            id=ids.event_id(event.seq),
+            id=event.id,
             created_at=to_unix(event.created_at) or 0,
             level=event.level,
             message=event.message,
@@ -121,23 +122,16 @@ class CheckpointOut(BaseModel):
         )
 
 
-class AllocationLayerOut(BaseModel):
-    name: str
-    d_in: int
-    d_out: int
-    importance: float | None
-    share: float | None
-    rank: int
-    params: int
+def _report_fields() -> dict[str, Any]:
+    hints = get_type_hints(AllocationReport)
+    return {field.name: (hints[field.name], ...) for field in dataclasses.fields(AllocationReport)}
 
 
-class AllocationOut(BaseModel):
-    """``gora_allocation.json`` (gora-spec.md §5)."""
-
-    object: Literal["fine_tuning.job.allocation"] = "fine_tuning.job.allocation"
-    job_id: str
-    adapter_type: str
-    layers: list[AllocationLayerOut]
-    totals: dict[str, Any]
-    config: dict[str, Any]
-    probe: dict[str, Any]
+# ``gora_allocation.json`` (gora-spec.md §5) with the job's id: its fields are those of the library's
+# AllocationReport, read from it, so the report's shape is declared once (in gora/report.py).
+AllocationOut = create_model(
+    "AllocationOut",
+    object=(Literal["fine_tuning.job.allocation"], "fine_tuning.job.allocation"),
+    job_id=(str, ...),
+    **_report_fields(),
+)

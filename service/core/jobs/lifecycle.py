@@ -1,6 +1,6 @@
 """Job states and the transitions between them (design.md, "Job lifecycle").
 
-``validating_files → queued → running → succeeded | failed | cancelled``, with ``cancelling`` between a
+``queued → running → succeeded | failed | cancelled``, with ``cancelling`` between a
 cancel request on a running job and the worker's stop. Every change of status goes through
 ``repository.transition``, a guarded ``UPDATE … WHERE status = :expected``; this table says which
 changes exist at all.
@@ -12,7 +12,6 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
-    VALIDATING_FILES = "validating_files"
     QUEUED = "queued"
     RUNNING = "running"
     CANCELLING = "cancelling"
@@ -34,9 +33,6 @@ ACTIVE = frozenset(JobStatus) - TERMINAL
 HOLDING = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 
 ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.VALIDATING_FILES: frozenset(
-        {JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED}
-    ),
     # queued -> running is the worker's claim; queued -> cancelled a cancel before it starts.
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
     # running -> queued: a job handed back for a retry (a worker lost mid-run, per the reconciler).

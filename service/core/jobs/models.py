@@ -1,4 +1,4 @@
-"""Jobs and what their runs leave behind: events, checkpoints and the per-layer rank allocation."""
+"""Jobs and what their runs leave behind: events, checkpoints and the rank allocation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    Float,
     ForeignKey,
     Index,
     String,
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.clock import utcnow
 from service.core.db import AutoIncrementId, Base
+from service.core.ids import EVENT, new_id
 from service.core.jobs.lifecycle import JobPhase, JobStatus
 
 
@@ -78,8 +78,10 @@ class JobEvent(Base):
     __tablename__ = "job_events"
     __table_args__ = (Index("ix_job_events_job_order", "job_id", "seq"),)
 
-    # A sequence, not a random id: events are read in the order they were written.
+    # A sequence orders the events as they were written; it stays inside the service. The public
+    # id is random: a sequence shared by every job would let a team count every team's activity.
     seq: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id(EVENT))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     level: Mapped[str] = mapped_column(String(10), default="info")
@@ -101,30 +103,14 @@ class Checkpoint(Base):
 
 
 class JobAllocation(Base):
-    """The whole-model part of ``gora_allocation.json``; its layers are rows of AllocationLayer."""
+    """A job's rank allocation: the library's report (``gora_allocation.json``, the dict of
+    ``gora.report.AllocationReport.to_dict``) stored whole, once, when probing ends."""
 
     __tablename__ = "job_allocations"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
-    adapter_type: Mapped[str] = mapped_column(String(16))
-    totals: Mapped[dict[str, Any]]
-    config: Mapped[dict[str, Any]]
-    probe: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class AllocationLayer(Base):
-    __tablename__ = "allocation_layers"
-
-    job_id: Mapped[str] = mapped_column(ForeignKey("job_allocations.job_id"), primary_key=True)
-    position: Mapped[int] = mapped_column(primary_key=True)  # order in the report
-    name: Mapped[str] = mapped_column(String(300))
-    d_in: Mapped[int]
-    d_out: Mapped[int]
-    importance: Mapped[float | None] = mapped_column(Float, default=None)  # None for plain LoRA
-    share: Mapped[float | None] = mapped_column(Float, default=None)
-    rank: Mapped[int]
-    params: Mapped[int] = mapped_column(BigInteger)
 
 
 class IdempotencyKey(Base):

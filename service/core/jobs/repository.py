@@ -27,7 +27,6 @@ from service.core.jobs.lifecycle import (
     check_transition,
 )
 from service.core.jobs.models import (
-    AllocationLayer,
     Checkpoint,
     IdempotencyKey,
     Job,
@@ -318,9 +317,12 @@ def training_metric_steps(session: Session, job_id: str) -> set[int]:
     return {data["step"] for data in training_metrics(session, job_id)}
 
 
-def event_exists(session: Session, job_id: str, seq: int) -> bool:
-    query = select(JobEvent.seq).where(JobEvent.job_id == job_id, JobEvent.seq == seq)
-    return session.scalar(query) is not None
+def event_seq(session: Session, job_id: str, event_id: str) -> int | None:
+    """Where the job's event ``event_id`` stands in its log (a cursor), or None for no such event."""
+    if not ids.is_id(ids.EVENT, event_id):
+        return None
+    query = select(JobEvent.seq).where(JobEvent.job_id == job_id, JobEvent.id == event_id)
+    return session.scalar(query)
 
 
 # ---- checkpoints -----------------------------------------------------------------------------
@@ -362,48 +364,17 @@ def get_checkpoint(session: Session, job_id: str, checkpoint_id: str) -> Checkpo
 
 # ---- allocation ------------------------------------------------------------------------------
 
-LAYER_FIELDS = ("name", "d_in", "d_out", "importance", "share", "rank", "params")
-
 
 def save_allocation(session: Session, job_id: str, report: dict[str, Any]) -> None:
-    """Stores ``gora_allocation.json`` (the dict ``gora.report.AllocationReport.to_dict`` returns).
-
-    Replaces an earlier one: a job that restarts after a lost worker probes again.
-    """
-    session.execute(delete(AllocationLayer).where(AllocationLayer.job_id == job_id))
-    session.execute(delete(JobAllocation).where(JobAllocation.job_id == job_id))
-    session.flush()
-    session.add(
-        JobAllocation(
-            job_id=job_id,
-            adapter_type=report.get("adapter_type") or report["config"].get("type", "gora"),
-            totals=report["totals"],
-            config=report["config"],
-            probe=report.get("probe") or {},
-        )
-    )
-    session.flush()
-    session.add_all(
-        AllocationLayer(job_id=job_id, position=i, **{k: layer[k] for k in LAYER_FIELDS})
-        for i, layer in enumerate(report["layers"])
-    )
+    """Stores the library's report (``AllocationReport.to_dict()``), replacing an earlier one."""
+    row = session.get(JobAllocation, job_id)
+    if row is None:
+        session.add(JobAllocation(job_id=job_id, report=report))
+    else:
+        row.report = report
     session.flush()
 
 
 def get_allocation(session: Session, job_id: str) -> dict[str, Any] | None:
     """The stored report in the shape of ``gora_allocation.json``, or None before probing ends."""
-    head = session.get(JobAllocation, job_id)
-    if head is None:
-        return None
-    layers = session.scalars(
-        select(AllocationLayer)
-        .where(AllocationLayer.job_id == job_id)
-        .order_by(AllocationLayer.position)
-    )
-    return {
-        "adapter_type": head.adapter_type,
-        "layers": [{k: getattr(layer, k) for k in LAYER_FIELDS} for layer in layers],
-        "totals": head.totals,
-        "config": head.config,
-        "probe": head.probe,
-    }
+    return session.scalar(select(JobAllocation.report).where(JobAllocation.job_id == job_id))

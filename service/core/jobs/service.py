@@ -17,7 +17,7 @@ from service.core.errors import Conflict, InvalidRequest, NotFound
 from service.core.jobs import repository
 from service.core.jobs.lifecycle import TERMINAL, JobStatus
 from service.core.jobs.models import IdempotencyKey, Job
-from service.core.jobs.spec import JobCreate, build_spec
+from service.core.jobs.spec import JobCreate, JobSpec, build_spec
 from service.core.queue import JobQueue
 from service.core.runtime import Runtime
 
@@ -61,8 +61,41 @@ def create_job(
         if earlier is not None:
             return earlier
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    spec = build_spec(session, runtime.settings, team_id, body, seed)
-    job = Job(
+    job = _new_job(team_id, body, build_spec(session, runtime.settings, team_id, body, seed), seed)
+    try:
+        with session.begin_nested():
+            repository.add(session, job)
+            if idempotency_key is not None:
+                session.add(
+                    IdempotencyKey(
+                        team_id=team_id,
+                        key=idempotency_key,
+                        request_hash=request_hash,
+                        job_id=job.id,
+                    )
+                )
+                session.flush()
+    except IntegrityError:
+        # A concurrent retry with the same key committed first: answer with its job.
+        earlier = idempotency_key and _replay(
+            session, team_id, idempotency_key, request_hash, ttl_s
+        )
+        if not earlier:
+            raise
+        return earlier
+    repository.add_event(session, job.id, f"Created fine-tuning job: {job.id}")
+    repository.add_event(
+        session,
+        job.id,
+        f"Files validated, job queued on pool {job.pool!r}",
+        data={"pool": job.pool},
+    )
+    _enqueue_after_commit(session, runtime.queue, job.id, job.pool)
+    return job
+
+
+def _new_job(team_id: str, body: JobCreate, spec: JobSpec, seed: int) -> Job:
+    return Job(
         id=ids.new_id(ids.JOB),
         team_id=team_id,
         model=body.model,
@@ -82,36 +115,6 @@ def create_job(
         # Files are validated when uploaded, so a new job is ready for a worker at once.
         status=JobStatus.QUEUED.value,
     )
-    try:
-        with session.begin_nested():
-            repository.add(session, job)
-            if idempotency_key is not None:
-                session.add(
-                    IdempotencyKey(
-                        team_id=team_id,
-                        key=idempotency_key,
-                        request_hash=request_hash,
-                        job_id=job.id,
-                    )
-                )
-                session.flush()
-    except IntegrityError:
-        # A concurrent retry with the same key committed first: answer with its job.
-        if idempotency_key is None:
-            raise
-        earlier = _replay(session, team_id, idempotency_key, request_hash, ttl_s)
-        if earlier is None:
-            raise
-        return earlier
-    repository.add_event(session, job.id, f"Created fine-tuning job: {job.id}")
-    repository.add_event(
-        session,
-        job.id,
-        f"Files validated, job queued on pool {job.pool!r}",
-        data={"pool": job.pool},
-    )
-    _enqueue_after_commit(session, runtime.queue, job.id, job.pool)
-    return job
 
 
 def _enqueue_after_commit(session: Session, queue: JobQueue, job_id: str, pool: str) -> None:
@@ -195,14 +198,21 @@ def list_events(
     session: Session, team_id: str, job_id: str, after: str | None, limit: int
 ) -> tuple[list[Any], bool]:
     job = get_job(session, team_id, job_id)
-    return repository.list_events(session, job.id, _event_cursor(session, job.id, after), limit)
+    return repository.list_events(session, job.id, event_cursor(session, job.id, after), limit)
 
 
-def _event_cursor(session: Session, job_id: str, after: str | None) -> int | None:
+def stream_start(session: Session, team_id: str, job_id: str, after: str | None) -> tuple[Job, int]:
+    """The job whose events a stream sends, and the position it starts after (0: the start)."""
+    job = get_job(session, team_id, job_id)
+    return job, event_cursor(session, job.id, after) or 0
+
+
+def event_cursor(session: Session, job_id: str, after: str | None) -> int | None:
+    """The position in the job's log of the event ``after`` names (None: from the start)."""
     if after is None:
         return None
-    seq = ids.event_seq(after)
-    if seq is None or not repository.event_exists(session, job_id, seq):
+    seq = repository.event_seq(session, job_id, after)
+    if seq is None:
         raise InvalidRequest(f"no event with id {after!r} in job {job_id}", param="after")
     return seq
 

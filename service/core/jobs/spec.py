@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from gora.config import GoraConfig
 from gora.train import defaults as training_defaults
-from gora.validation import ConfigError
+from gora.train.config import TrainingConfig
+from gora.validation import AUTO, ConfigError
 from service.core.errors import InvalidRequest
 from service.core.fields import PRINTABLE
 from service.core.files import repository as files_repository
@@ -109,8 +110,7 @@ class JobCreate(BaseModel):
     priority: Annotated[int, Field(ge=0, le=9)] = 0
 
 
-# "auto" epochs, batch size and learning rate come from gora.train.defaults, the same documented
-# defaults the library's recipe uses (docs/training.md says where each number comes from).
+# Defaults of the service's own run-length knobs (the library has no say in these).
 DEFAULT_MAX_SEQ_LENGTH = 512
 DEFAULT_LOG_EVERY_STEPS = 10
 DEFAULT_CHECKPOINT_EVERY_STEPS = 100
@@ -166,30 +166,36 @@ def _given_hyperparameters(body: JobCreate) -> Hyperparameters:
     return body.hyperparameters or Hyperparameters()
 
 
-def _batch_sizes(given: Hyperparameters, task: str, training_rows: int) -> dict[str, int]:
-    """The effective batch (OpenAI's ``batch_size``) and how the worker splits it into steps."""
-    if given.batch_size == "auto":
-        micro, accum = training_defaults.default_batch_size(task, max(1, training_rows))
-    else:
-        micro, accum = training_defaults.split_batch(task, int(given.batch_size))
-    return {"batch_size": micro * accum, "micro_batch_size": micro, "grad_accum_steps": accum}
-
-
 def resolve_hyperparameters(
     given: Hyperparameters, training_rows: int, *, adapter_type: str, task: str
 ) -> dict[str, Any]:
-    multiplier = (
-        1.0 if given.learning_rate_multiplier == "auto" else float(given.learning_rate_multiplier)
+    """The run's numbers, stored on the job and trusted by the worker as they are.
+
+    "auto" is resolved by the library's own rule (``TrainingConfig.resolve``, the documented
+    defaults of gora.train.defaults), once, here. OpenAI's ``batch_size`` is the effective batch:
+    stored with the micro-batch and accumulation steps it runs as.
+    """
+    if given.batch_size == "auto":
+        micro, accumulation = AUTO, 1
+    else:
+        micro, accumulation = training_defaults.split_batch(task, int(given.batch_size))
+    multiplier = given.learning_rate_multiplier
+    multiplier = 1.0 if multiplier == "auto" else float(multiplier)
+    run = TrainingConfig(
+        n_epochs=given.n_epochs, batch_size=micro, grad_accum_steps=accumulation
+    ).resolve(
+        adapter_type=adapter_type,
+        task=task,
+        n_examples=max(1, training_rows),
+        lr_multiplier=multiplier,
     )
-    base_rate = training_defaults.default_learning_rate(adapter_type, task)
-    n_epochs = given.n_epochs
-    if n_epochs == "auto":
-        n_epochs = training_defaults.default_n_epochs(max(1, training_rows))
     return {
-        "n_epochs": n_epochs,
-        **_batch_sizes(given, task, training_rows),
+        "n_epochs": run.n_epochs,
+        "batch_size": run.batch_size * run.grad_accum_steps,
+        "micro_batch_size": run.batch_size,
+        "grad_accum_steps": run.grad_accum_steps,
         "learning_rate_multiplier": multiplier,
-        "learning_rate": base_rate * multiplier,
+        "learning_rate": run.learning_rate,
         "max_steps": given.max_steps,
         "max_seq_length": given.max_seq_length or DEFAULT_MAX_SEQ_LENGTH,
         "log_every_steps": given.log_every_steps or DEFAULT_LOG_EVERY_STEPS,
