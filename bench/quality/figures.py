@@ -1,45 +1,59 @@
-"""Figures for docs/benchmarks.md from the run records in bench/quality/runs/ (Pillow; no matplotlib here).
+"""Figures for docs/benchmarks.md from the run records in bench/quality/runs/, drawn with matplotlib.
 
+    pip install '.[bench]'                 # matplotlib: the ``bench`` extra
     python -m bench.quality.figures        # writes bench/quality/figures/*.png
 
-- ``loss_<task>.png``: training loss per step (moving average of 10) of every method's seed-0 test
-  run, at the learning rate its validation search chose;
+- ``loss_<task>.png``: training loss per optimizer step (moving average of 10) of every method's
+  seed-0 test run, at the learning rate its validation search chose;
 - ``loss_<task>_same_lr.png``: the same, every method at GoRA's chosen rate (from the lr search runs),
   which separates "GoRA trains differently" from "GoRA was given another rate";
-- ``allocation_<task>.png``: GoRA's rank per layer (seed 0), with the service's own heatmap renderer;
-- ``lr_sweep_<task>.png``: validation score against the learning rate, every method (seed 0); the right
-  panel moves the methods that scale by α/√r (GoRA and its ablations, rsLoRA) to the rate at which
-  LoRA's α/r scaling would move ΔW as fast: ``lr × √r_ref``.
+- ``allocation_<task>.png``: GoRA's rank per layer (seed 0), a heatmap of layer index × module kind;
+  layers without an index (BERT's pooler) get a column of their own, labelled "other";
+- ``lr_sweep_<task>.png``: validation score against the learning rate, every adapter method (seed 0;
+  full fine-tuning is left out, its rates are not an adapter's); the right panel moves the methods
+  that scale by α/√r (GoRA and its ablations, rsLoRA) to the rate at which LoRA's α/r scaling would
+  move ΔW as fast: ``lr × √r_ref``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, and no GUI toolkit to import
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from bench.quality.results import HERE, LR_SEARCH, RUNS, read_rows
 from bench.quality.settings import settings_for
-from service.api.jobs.heatmap import render_heatmap
+from service.api.jobs.heatmap import split_layer_name
 
 FIGURES = HERE / "figures"
+# One colour per method in every figure (matplotlib's tab10, plus black for full fine-tuning).
 COLOURS = {
-    "lora": (31, 119, 180),
-    "gora": (214, 39, 40),
-    "gora_gamma0": (255, 127, 14),
-    "gora_fixed_rank": (148, 103, 189),
-    "pissa": (44, 160, 44),
-    "lora_ga": (140, 86, 75),
-    "eva": (127, 127, 127),
-    "adalora": (188, 189, 34),
-    "full": (0, 0, 0),
-    "lora_rslora": (23, 190, 207),
+    "lora": "#1f77b4",
+    "gora": "#d62728",
+    "gora_gamma0": "#ff7f0e",
+    "gora_fixed_rank": "#9467bd",
+    "pissa": "#2ca02c",
+    "lora_ga": "#8c564b",
+    "eva": "#7f7f7f",
+    "adalora": "#bcbd22",
+    "full": "#000000",
+    "lora_rslora": "#17becf",
 }
 # Methods whose adapters are scaled by α/√r instead of LoRA's α/r (spec §3; the rsLoRA control).
 SQRT_SCALED = ("gora", "gora_gamma0", "gora_fixed_rank", "lora_rslora")
-WIDTH, HEIGHT, PAD = 720, 420, 56
+DPI = 120
+OTHER = "other"  # the heatmap column of layers without an index
 
 
 def test_runs(task: str, seed: int = 0) -> dict[str, dict[str, Any]]:
@@ -62,6 +76,7 @@ def search_runs(task: str, lr: float) -> dict[str, dict[str, Any]]:
 
 
 def moving_average(values: list[float], window: int = 10) -> list[float]:
+    """Trailing mean over ``window`` values; the first few average what there is so far."""
     out, total = [], 0.0
     for i, value in enumerate(values):
         total += value
@@ -71,93 +86,157 @@ def moving_average(values: list[float], window: int = 10) -> list[float]:
     return out
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
+def lr_text(lr: float) -> str:
+    """0.0002 -> ``2e-4``, 0.000283 -> ``2.83e-4``: shorter than ``%g`` and comparable at a glance."""
+    mantissa, exponent = f"{lr:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
-def loss_figure(task: str, runs: dict[str, dict[str, Any]], note: str) -> Image.Image:
-    curves = {m: moving_average(r["losses"]) for m, r in runs.items() if r["losses"]}
-    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
-    draw = ImageDraw.Draw(image)
-    font = _font(12)
-    steps = max(len(c) for c in curves.values())
-    top = max(max(c) for c in curves.values())
-    box = (PAD, 30, WIDTH - 170, HEIGHT - PAD)
-
-    def point(step: int, loss: float) -> tuple[float, float]:
-        x = box[0] + (box[2] - box[0]) * step / max(steps - 1, 1)
-        return x, box[3] - (box[3] - box[1]) * loss / top
-
-    draw.rectangle(box, outline="black")
-    title = f"{task}: training loss (moving average of 10 steps), seed 0, {note}"
-    draw.text((PAD, 8), title, fill="black", font=font)
-    for frac in (0, 0.25, 0.5, 0.75, 1):
-        y = box[3] - (box[3] - box[1]) * frac
-        draw.text((8, y - 6), f"{top * frac:.2f}", fill="black", font=font)
-    draw.text((box[0], box[3] + 8), "step 1", fill="black", font=font)
-    draw.text((box[2] - 50, box[3] + 8), f"step {steps}", fill="black", font=font)
-    for i, (method, curve) in enumerate(curves.items()):
-        colour = COLOURS.get(method, (0, 0, 0))
-        draw.line([point(s, v) for s, v in enumerate(curve)], fill=colour, width=2)
-        label = f"{method} (lr {runs[method]['lr']:g})"
-        draw.text((box[2] + 12, box[1] + 18 * i), label, fill=colour, font=font)
-    return image
+def _colour(method: str) -> str:
+    return COLOURS.get(method, "#000000")
 
 
-def lr_sweep_figure(task: str) -> Image.Image | None:
-    """Validation score by learning rate; right panel: α/√r methods at their LoRA-equivalent rate."""
-    rows = [r for r in read_rows(LR_SEARCH) if r["task"] == task and r["method"] != "full"]
-    if not rows:
-        return None
-    r_ref = settings_for(task, quick=False).r_ref
+def _in_order(methods: dict[str, Any]) -> list[str]:
+    """COLOURS' order, so that every legend lists the methods alike."""
+    known = list(COLOURS)
+    return sorted(methods, key=lambda m: (known.index(m) if m in known else len(known), m))
+
+
+def _model(task: str) -> str:
+    return settings_for(task, quick=False).model
+
+
+def loss_figure(task: str, runs: dict[str, dict[str, Any]], note: str) -> Figure:
+    """Training loss by optimizer step of each run in ``runs``; ``note`` names the rate setting."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=DPI, layout="constrained")
+    for method in _in_order(runs):
+        record = runs[method]
+        if not record["losses"]:
+            continue
+        curve = moving_average(record["losses"])
+        label = f"{method} (lr {lr_text(record['lr'])})"
+        ax.plot(range(1, len(curve) + 1), curve, color=_colour(method), lw=1.6, label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (moving average of 10 steps)")
+    ax.set_title(f"{task} ({_model(task)}): training loss, seed 0, {note}")
+    ax.set_xlim(left=1)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    # Outside the axes: the curves start together at the top left and fan out at the bottom right.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, title="method")
+    return fig
+
+
+def _sweep_points(task: str) -> tuple[dict[str, list[tuple[float, float]]], str]:
+    """method -> [(lr, validation score in %)] in lr order, and the selection metric's name."""
+    rows = [
+        r
+        for r in read_rows(LR_SEARCH)
+        if r["task"] == task and r["method"] != "full" and r.get("seed", 0) == 0
+    ]
     by_method: dict[str, list[tuple[float, float]]] = {}
     for row in sorted(rows, key=lambda r: r["lr"]):
         by_method.setdefault(row["method"], []).append((row["lr"], 100 * row["valid"]))
+    metric = rows[0].get("metric", "score") if rows else "score"
+    return by_method, metric
+
+
+def lr_sweep_figure(task: str) -> Figure | None:
+    """Validation score by learning rate; right panel: α/√r methods at their LoRA-equivalent rate."""
+    by_method, metric = _sweep_points(task)
+    if not by_method:
+        return None
+    r_ref = settings_for(task, quick=False).r_ref
     shifted = {
         m: [(lr * math.sqrt(r_ref) if m in SQRT_SCALED else lr, v) for lr, v in points]
         for m, points in by_method.items()
     }
-    image = Image.new("RGB", (2 * WIDTH, HEIGHT), "white")
-    _sweep_panel(image, 0, by_method, f"{task}: validation score by learning rate (seed 0)")
-    # Pillow's default font has no Greek letters or root sign.
-    title = f"the same, alpha/sqrt(r) methods at lr x sqrt({r_ref}) (LoRA-equivalent step size)"
-    _sweep_panel(image, WIDTH, shifted, title)
-    return image
+    fig, (raw, moved) = plt.subplots(
+        1, 2, figsize=(12, 4.5), dpi=DPI, sharey=True, layout="constrained"
+    )
+    _sweep_panel(raw, by_method, "learning rate (log scale)")
+    raw.set_title("as run")
+    raw.set_ylabel(f"validation score (%): {metric.replace('_', ' ')}")
+    _sweep_panel(
+        moved, shifted, f"LoRA-equivalent learning rate: α/√r methods × √{r_ref} (log scale)"
+    )
+    moved.set_title(f"α/√r methods moved to lr × √{r_ref} (LoRA-equivalent step size)")
+    fig.suptitle(f"{task} ({_model(task)}): validation score by learning rate, seed 0")
+    handles, labels = raw.get_legend_handles_labels()
+    # One legend for both panels, under them: beside them it would squeeze the panels and their titles.
+    fig.legend(handles, labels, loc="outside lower center", ncols=5, fontsize=9)
+    return fig
 
 
-def _sweep_panel(
-    image, left: int, curves: dict[str, list[tuple[float, float]]], title: str
-) -> None:
-    draw, font = ImageDraw.Draw(image), _font(12)
-    box = (left + PAD, 30, left + WIDTH - 150, HEIGHT - PAD)
+def _sweep_panel(ax: Axes, curves: dict[str, list[tuple[float, float]]], xlabel: str) -> None:
+    for method in _in_order(curves):
+        rates, scores = zip(*curves[method], strict=True)
+        label = f"{method} (α/√r)" if method in SQRT_SCALED else method
+        ax.plot(rates, scores, marker="o", ms=5, lw=1.6, color=_colour(method), label=label)
+    ax.set_xscale("log")
     rates = [lr for points in curves.values() for lr, _ in points]
-    low, high = math.log10(min(rates)), math.log10(max(rates))
+    ax.set_xticks(_lr_ticks(min(rates), max(rates)))
+    # The log axis's own minor ticks would label 3e-4, 4e-4 ...: rates never tried.
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda lr, _: lr_text(lr)))
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
 
-    def point(lr: float, score: float) -> tuple[float, float]:
-        x = box[0] + (box[2] - box[0]) * (math.log10(lr) - low) / max(high - low, 1e-9)
-        return x, box[3] - (box[3] - box[1]) * score / 100
 
-    draw.rectangle(box, outline="black")
-    draw.text((left + PAD, 8), title, fill="black", font=font)
-    for score in (0, 25, 50, 75, 100):
-        draw.text((left + 16, point(1, score)[1] - 6), f"{score}", fill="black", font=font)
-    for exponent in range(math.floor(low), math.ceil(high) + 1):
+def _lr_ticks(low: float, high: float) -> list[float]:
+    """The 1-2-5 rates between ``low`` and ``high``: the values the lr grids are made of."""
+    ticks = []
+    for exponent in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
         for mantissa in (1, 2, 5):
             lr = mantissa * 10.0**exponent
-            if 10**low <= lr <= 10**high:
-                x = point(lr, 0)[0]
-                draw.text((x - 12, box[3] + 8), f"{lr:g}", fill="black", font=font)
-    for i, (method, points) in enumerate(curves.items()):
-        colour = COLOURS.get(method, (0, 0, 0))
-        xy = [point(lr, score) for lr, score in points]
-        if len(xy) > 1:
-            draw.line(xy, fill=colour, width=2)
-        for x, y in xy:
-            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
-        draw.text((box[2] + 12, box[1] + 18 * i), method, fill=colour, font=font)
+            if low * (1 - 1e-9) <= lr <= high * (1 + 1e-9):
+                ticks.append(lr)
+    return ticks
+
+
+def _rank_grid(layers: list[dict[str, Any]]) -> tuple[list[str], list[str], np.ma.MaskedArray]:
+    """Column labels (layer index, then ``other``), module kinds, and ranks (masked where absent)."""
+    cells: dict[tuple[Any, str], int] = {}
+    for layer in layers:
+        index, kind = split_layer_name(layer["name"])
+        cells[(OTHER if index is None else index, kind)] = int(layer["rank"])
+    columns: list[Any] = sorted({c for c, _ in cells if c != OTHER})
+    columns += [OTHER] if any(c == OTHER for c, _ in cells) else []
+    kinds = list(dict.fromkeys(kind for _, kind in cells))
+    ranks = np.ma.masked_all((len(kinds), len(columns)))
+    for (column, kind), rank in cells.items():
+        ranks[kinds.index(kind), columns.index(column)] = rank
+    return [str(c) for c in columns], kinds, ranks
+
+
+def allocation_figure(task: str, record: dict[str, Any]) -> Figure:
+    """GoRA's rank per layer of one run ``record``: layer index (x) × module kind (y)."""
+    columns, kinds, ranks = _rank_grid(record["allocation"]["layers"])
+    width = min(max(8.0, 3.5 + 0.3 * len(columns)), 12.0)
+    fig, ax = plt.subplots(figsize=(width, 4.5), dpi=DPI, layout="constrained")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#ebebeb")  # light grey: no such layer
+    image = ax.imshow(ranks, cmap=cmap, aspect="auto", interpolation="nearest")
+    # The rank in each cell: the colour scale alone cannot tell 14 from 16.
+    for (row, col), rank in np.ndenumerate(ranks.filled(-1)):
+        if rank >= 0:
+            ink = "black" if image.norm(rank) > 0.6 else "white"
+            ax.text(col, row, f"{rank:.0f}", ha="center", va="center", fontsize=7, color=ink)
+    ax.set_xticks(range(len(columns)), columns, fontsize=8)
+    ax.set_yticks(range(len(kinds)), kinds, fontsize=9)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("module")
+    config = record["allocation"]["config"]
+    ax.set_title(
+        f"{task} ({_model(task)}): GoRA's rank per layer, seed 0, lr {lr_text(record['lr'])} "
+        f"(r_ref {config['r_ref']}, bounds {config['r_min']}..{config['r_max']})"
+    )
+    fig.colorbar(image, ax=ax, label="rank", pad=0.01)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)  # pyplot keeps every figure alive until closed
 
 
 def main() -> None:
@@ -166,18 +245,16 @@ def main() -> None:
         runs = test_runs(task)
         if not runs:
             continue
-        loss_figure(task, runs, "each at its chosen lr").save(FIGURES / f"loss_{task}.png")
+        _save(loss_figure(task, runs, "each at its chosen lr"), FIGURES / f"loss_{task}.png")
         if "gora" in runs:
             lr = runs["gora"]["lr"]
-            same = loss_figure(task, search_runs(task, lr), f"all at lr {lr:g}")
-            same.save(FIGURES / f"loss_{task}_same_lr.png")
+            same = loss_figure(task, search_runs(task, lr), f"all at GoRA's lr {lr_text(lr)}")
+            _save(same, FIGURES / f"loss_{task}_same_lr.png")
         if runs.get("gora", {}).get("allocation"):
-            title = f"GoRA ranks, {task} (r_ref 8, bounds 4..32, seed 0)"
-            png = render_heatmap(runs["gora"]["allocation"], title)
-            (FIGURES / f"allocation_{task}.png").write_bytes(png)
+            _save(allocation_figure(task, runs["gora"]), FIGURES / f"allocation_{task}.png")
         sweep = lr_sweep_figure(task)
         if sweep is not None:
-            sweep.save(FIGURES / f"lr_sweep_{task}.png")
+            _save(sweep, FIGURES / f"lr_sweep_{task}.png")
         print("wrote", ", ".join(sorted(p.name for p in FIGURES.glob(f"*_{task}*.png"))))
 
 

@@ -1,4 +1,9 @@
-"""The allocation as a picture: a heatmap of rank by layer index (columns) × module kind (rows)."""
+"""The allocation as a picture: a heatmap of rank by layer index (columns) × module kind (rows).
+
+Drawn with Pillow, on purpose: the API image has no plotting library, and matplotlib would add tens
+of megabytes and a second of import to it for this one picture. The benchmarks' figures, where
+axes and legends matter, use matplotlib (bench/quality/figures.py, the ``bench`` extra).
+"""
 
 from __future__ import annotations
 
