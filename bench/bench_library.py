@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_library.py                 # smollm2-135m, CPU, all-linear, r_ref 8
 
-Prints three ratios (issue 2's targets in brackets):
+Prints three ratios (their targets in brackets):
   1. training-step throughput, GoRA / PEFT LoRA at the same r_ref and targets   [>= 0.97]
   2. probing time per batch / LoRA training-step time                          [<= 1.5]
   3. (peak memory while probing - peak while LoRA-training) / (4 B x target weights)  [<= 1.1]

@@ -22,6 +22,7 @@ from gora.allocation import allocate_ranks
 from gora.config import GoraConfig
 from gora.importance import layer_importance
 from gora.initialization import gora_init, kaiming_a, layer_generator
+from gora.model_registry import CAUSAL_LM, SEQUENCE_CLASSIFICATION, task_of_architecture
 from gora.probe import ProbeResult, probe_gradients
 from gora.report import AllocationReport, build_report
 from gora.targets import resolve_targets
@@ -30,14 +31,13 @@ from gora.validation import ConfigError
 ADAPTER_NAME = "default"
 
 
+# PEFT's name of each task: it decides what PEFT trains besides LoRA (a classifier head).
+_PEFT_TASK_TYPE = {CAUSAL_LM: "CAUSAL_LM", SEQUENCE_CLASSIFICATION: "SEQ_CLS"}
+
+
 def infer_task_type(model: nn.Module) -> str | None:
-    """PEFT's task type from the transformers class name (it decides what PEFT trains besides LoRA)."""
-    name = type(model).__name__
-    if name.endswith("ForCausalLM"):
-        return "CAUSAL_LM"
-    if name.endswith("ForSequenceClassification"):
-        return "SEQ_CLS"
-    return None
+    """PEFT's task type from the transformers class name."""
+    return _PEFT_TASK_TYPE.get(task_of_architecture(type(model).__name__) or "")
 
 
 def build_lora_config(

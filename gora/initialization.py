@@ -43,10 +43,6 @@ def gradient_b(grad: torch.Tensor, a: torch.Tensor, gamma: float, alpha: float) 
     return -(gamma * math.sqrt(d_in) / alpha) * b_transposed.T
 
 
-def rslora_scaling(alpha: float, rank: int) -> float:
-    return alpha / math.sqrt(rank)
-
-
 def gora_init(
     grad: torch.Tensor, rank: int, *, gamma: float, alpha: float, seed: int, layer_name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:

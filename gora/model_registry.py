@@ -14,7 +14,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TASKS = ("causal_lm", "sequence_classification")
+CAUSAL_LM = "causal_lm"
+SEQUENCE_CLASSIFICATION = "sequence_classification"
+TASKS = (CAUSAL_LM, SEQUENCE_CLASSIFICATION)
+# The task of a transformers class, by the suffix of its name (config.json's "architectures").
+_ARCHITECTURE_SUFFIX = {
+    "ForCausalLM": CAUSAL_LM,
+    "ForSequenceClassification": SEQUENCE_CLASSIFICATION,
+}
 
 # A hub id as huggingface_hub validates it: "name" or "owner/name" of letters, digits, '-', '_', '.',
 # each part starting and ending with a letter or digit, no ".." or "--".
@@ -61,10 +68,12 @@ BUNDLED: dict[str, BundledModel] = {
     )
 }
 
-# alias -> (description, task): the listing the service shows.
-BUNDLED_MODELS: dict[str, tuple[str, str]] = {
-    alias: (model.description, model.task) for alias, model in BUNDLED.items()
-}
+
+def task_of_architecture(name: str) -> str | None:
+    """``LlamaForCausalLM`` -> causal_lm, ``BertForSequenceClassification`` -> sequence_classification."""
+    return next(
+        (task for suffix, task in _ARCHITECTURE_SUFFIX.items() if name.endswith(suffix)), None
+    )
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from transformers import (
 )
 
 from gora.model_registry import (
-    BUNDLED_MODELS,
     TASKS,
     ModelLoadError,
     ModelSource,
@@ -38,7 +37,6 @@ from gora.model_registry import (
 )
 
 __all__ = [
-    "BUNDLED_MODELS",
     "TASKS",
     "ModelLoadError",
     "converted_gguf_dir",

@@ -1,6 +1,6 @@
 """Polling benchmark: 64 concurrent clients on loopback polling ``GET /v1/fine_tuning/jobs/{id}`` and, in
 the same run against the same server, ``GET /healthz``. Prints requests/s and p50/p99 for both and the
-ratio. Targets (issue 3): job-status throughput >= 0.5 x /healthz, job-status p99 < 50 ms.
+ratio. Targets: job-status throughput >= 0.5 x /healthz, job-status p99 < 50 ms.
 
 The server is ``uvicorn service.api.app:create_app`` in its own process against a fresh PostgreSQL
 database (dropped afterwards); the clients are keep-alive HTTP/1.1 connections driven by asyncio in

@@ -23,7 +23,7 @@ METHODS = (
 # never to the table's results.json (whose method names the issue fixes).
 #   lora_rslora: LoRA with GoRA's α/√r scaling and nothing else of GoRA (every rank 8, B = 0).
 DIAGNOSTIC_METHODS = ("lora_rslora",)
-# r8_pilot: the calibration pilot's setting (issue 6): the whole R8 train split, 128 tokens, batch 32.
+# r8_pilot: the calibration pilot's setting: the whole R8 train split, 128 tokens, batch 32.
 DIAGNOSTIC_TASKS = ("r8_pilot",)
 
 
@@ -55,7 +55,7 @@ class TaskSettings:
 
     @property
     def selection_metric(self) -> str:
-        # Accuracy on R8, as in the calibration pilot (issue 6).
+        # Accuracy on R8, as in the calibration pilot.
         return "accuracy" if self.is_classification else "exact_match"
 
 

@@ -119,10 +119,17 @@ def validate_row(row: Any, line: int) -> str:
 
 
 def parse_line(raw: str | bytes, line: int) -> Any:
-    """One JSONL line parsed, or DataFormatError with the line number."""
+    """One JSONL line parsed, or DataFormatError with the line number.
+
+    ``json.loads`` fails in more ways than ``JSONDecodeError``: bytes that are not UTF-8, an
+    integer past Python's 4,300-digit limit (``ValueError``), nesting deeper than the parser's
+    recursion allows (``RecursionError``). Each is a bad line, never a crash of the upload.
+    """
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise DataFormatError(line, None, "not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
         raise DataFormatError(line, None, f"not valid JSON ({exc})") from None
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 
-ADAPTER_TYPES = ("gora", "lora")
-TASKS = ("causal_lm", "sequence_classification")
+from gora.config import ADAPTER_TYPES
+from gora.model_registry import TASKS
 
 HEAD_LR_RATIO = 16.0
 

@@ -18,6 +18,7 @@ from service.api.jobs.polling import job_status_reads
 from service.api.jobs.router import router as jobs_router
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.models import router as models_router
+from service.api.openapi import install_openapi
 from service.api.teams.router import router as teams_router
 from service.core.runtime import Runtime
 from service.core.settings import Settings, get_settings
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.gora = state
     install_error_handlers(app)
+    install_openapi(app)
     # Routes are matched in order: the probes first, then the jobs router, whose job status is
     # the endpoint clients poll (no two routers share a path, so the order changes nothing else).
     for router in (health_router, jobs_router, teams_router, files_router, models_router):

@@ -10,9 +10,5 @@ def utcnow() -> datetime:
 
 
 def to_unix(moment: datetime | None) -> int | None:
-    """Unix seconds; SQLite hands back naive datetimes, which we always stored as UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    """Unix seconds of a stored timestamp (always aware: ``service.core.db.UTCDateTime``)."""
+    return None if moment is None else int(moment.timestamp())

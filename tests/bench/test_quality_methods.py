@@ -14,7 +14,7 @@ from bench.quality.methods import (
     trainable_params,
 )
 from bench.quality.settings import R8
-from tests.gora.conftest import tiny_llama_config
+from tests.helpers.models import tiny_llama_config
 
 
 def tiny_classifier() -> LlamaForSequenceClassification:

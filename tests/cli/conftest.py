@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -15,15 +14,8 @@ from service.api.app import create_app
 from service.core.db import Database
 from service.core.migrate import upgrade
 from service.core.settings import Settings
-from tests.live_server import serve
-
-ADMIN_TOKEN = "cli-admin-token"
-
-
-@dataclass
-class Team:
-    id: str
-    key: str
+from tests.helpers.api import ADMIN, ADMIN_TOKEN, Team
+from tests.helpers.live_server import serve
 
 
 @pytest.fixture(scope="session")
@@ -57,11 +49,10 @@ def live_url(app: FastAPI) -> Iterator[str]:
 
 @pytest.fixture
 def team(live_url: str) -> Team:
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with httpx.Client(base_url=live_url, headers=admin) as http:
+    with httpx.Client(base_url=live_url, headers=ADMIN) as http:
         team = http.post("/v1/teams", json={"name": f"cli-{secrets.token_hex(4)}"}).json()
         key = http.post(f"/v1/teams/{team['id']}/api_keys").json()
-    return Team(id=team["id"], key=key["key"])
+    return Team(id=team["id"], key=key["key"], key_id=key["id"])
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ from cli.main import app as gora
 from service.core.db import Database
 from service.core.jobs import repository
 from service.core.jobs.lifecycle import JobStatus
-from tests.cli.conftest import ADMIN_TOKEN, Team
-from tests.service.support import CHAT, jsonl
-from tests.service.test_job_reports import allocation_report
+from tests.helpers.api import ADMIN_TOKEN, CHAT, Team, allocation_report, jsonl
 
 
 def run(runner: CliRunner, env: dict[str, str], *args: str, code: int = 0):
@@ -114,7 +112,7 @@ def test_server_errors_are_one_line(runner: CliRunner, env: dict[str, str], data
 
 
 def test_an_unreachable_server_says_where_and_how_to_start(runner: CliRunner, data: Path):
-    from tests.live_server import free_port
+    from tests.helpers.live_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     env = {"GORA_API_URL": url, "GORA_API_KEY": "gsk-x"}

@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from scripts.tour import ROOT, _alive, _load_state, start_service, team_key
-from tests.gora.bundled import session_cache_dir
-from tests.live_server import free_port
+from tests.helpers.live_server import free_port
+from tests.helpers.models import session_cache_dir
 
 pytestmark = pytest.mark.slow
 TOUR = str(ROOT / "scripts" / "tour.py")

@@ -10,8 +10,7 @@ import torch.multiprocessing as mp
 
 from gora import GoraConfig, get_gora_model
 from gora.export import lora_layers
-
-from .conftest import make_batches, make_tiny_llama
+from tests.helpers.models import make_batches, make_tiny_llama
 
 CONFIG = dict(r_ref=4, probe_steps=3, gamma=5e-2, seed=3)
 

@@ -15,8 +15,7 @@ from gora.data.encoding import build_dataset
 from gora.data.formats import read_jsonl
 from gora.data.loading import collator_for, make_batches
 from gora.train import TrainingConfig, train
-
-from .bundled import MINILM, SMOLLM, session_cache_dir
+from tests.helpers.models import MINILM, SMOLLM, session_cache_dir
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "instructions.jsonl"

@@ -13,8 +13,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from gora import GoraConfig, get_gora_model, save_adapter
 from gora.export import lora_layers
-
-from .conftest import make_batches, make_tiny_llama
+from tests.helpers.models import make_batches, make_tiny_llama
 
 
 @pytest.fixture

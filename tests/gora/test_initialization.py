@@ -11,8 +11,7 @@ from gora import GoraConfig, get_gora_model
 from gora.export import lora_layers
 from gora.initialization import gradient_b, kaiming_a, layer_generator
 from gora.probe import probe_gradients
-
-from .conftest import make_batches, make_tiny_llama
+from tests.helpers.models import make_batches, make_tiny_llama
 
 
 def mean_loss(model, batches) -> float:

@@ -14,10 +14,9 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 import gora.models as models
-from gora.model_registry import BUNDLED_MODELS, ModelLoadError, bundled_path, resolve_model_source
+from gora.model_registry import BUNDLED, ModelLoadError, bundled_path, resolve_model_source
 from gora.models import converted_gguf_dir, load_base_model
-
-from .bundled import MINILM, SMOLLM, minilm_tokenizer, session_cache_dir, smollm_dir
+from tests.helpers.models import MINILM, SMOLLM, minilm_tokenizer, session_cache_dir, smollm_dir
 
 PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 
@@ -39,8 +38,8 @@ def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
 
 
 def test_bundled_aliases_resolve_to_installed_files():
-    assert BUNDLED_MODELS[SMOLLM][1] == "causal_lm"
-    assert BUNDLED_MODELS[MINILM][1] == "sequence_classification"
+    assert BUNDLED[SMOLLM].task == "causal_lm"
+    assert BUNDLED[MINILM].task == "sequence_classification"
     smollm = resolve_model_source(SMOLLM)
     assert (smollm.kind, smollm.gguf_file) == ("gguf", "SmolLM2-135M-Instruct.Q4_1.gguf")
     assert (Path(smollm.path) / smollm.gguf_file).is_file()
@@ -51,8 +50,8 @@ def test_bundled_aliases_resolve_to_installed_files():
 
 def test_registry_does_not_import_torch():
     code = (
-        "import sys; from gora.model_registry import resolve_model_source, BUNDLED_MODELS; "
-        "[resolve_model_source(n) for n in BUNDLED_MODELS]; "
+        "import sys; from gora.model_registry import resolve_model_source, BUNDLED; "
+        "[resolve_model_source(n) for n in BUNDLED]; "
         "resolve_model_source('owner/name'); print('torch' in sys.modules)"
     )
     result = subprocess.run(

@@ -8,8 +8,7 @@ import torch
 from gora.importance import layer_importance
 from gora.probe import probe_gradients
 from gora.targets import resolve_targets
-
-from .conftest import make_batches, make_tiny_llama
+from tests.helpers.models import make_batches, make_tiny_llama
 
 
 def autograd_mean_gradients(model, names, batches) -> dict[str, torch.Tensor]:

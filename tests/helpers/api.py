@@ -1,12 +1,54 @@
-"""Helpers the service tests share: sample datasets and short calls against the API."""
+"""Helpers the tests of the API (and of what runs behind it) share: settings, sample datasets,
+short calls against the API."""
 
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+
+from gora.report import build_report
+from service.core.settings import Settings
+
+SESSION = secrets.token_hex(4)
+TEST_POOL = f"t{SESSION}"  # queue gpu.<pool>: no other session sends there
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+@dataclass
+class Backend:
+    """Where a test app keeps its state: the embedded kind (SQLite and the filesystem broker, no
+    server at all) or the team kind (PostgreSQL and Redis)."""
+
+    name: str
+    database_url: str
+    data_dir: Path
+
+    @property
+    def broker_url(self) -> str:
+        return "filesystem://" if self.name == "sqlite" else REDIS_URL
+
+
+def make_settings(backend: Backend, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": backend.data_dir,
+        "database_url": backend.database_url,
+        "broker_url": backend.broker_url,
+        "admin_token": ADMIN_TOKEN,
+        "pools": ["cpu", TEST_POOL],
+        "default_pool": TEST_POOL,
+        "max_upload_bytes": 64 * 1024,
+        "event_poll_interval_s": 0.05,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
 
 CHAT = [
     {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
@@ -64,3 +106,25 @@ def assert_error(response: Any, status: int, param: str | None, code: str | None
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+def new_team(client: TestClient, admin: dict[str, str] = ADMIN) -> Team:
+    name = f"team-{secrets.token_hex(6)}"
+    team = client.post("/v1/teams", json={"name": name}, headers=admin)
+    assert team.status_code == 200, team.text
+    key = client.post(f"/v1/teams/{team.json()['id']}/api_keys", headers=admin)
+    assert key.status_code == 200, key.text
+    return Team(id=team.json()["id"], key=key.json()["key"], key_id=key.json()["id"])
+
+
+def allocation_report(layers: int = 3) -> dict:
+    """A report as the library writes it (``gora.report.build_report(...).to_dict()``): per layer a
+    q_proj of rank 4 + i and a down_proj of rank 16 - 2i."""
+    shapes, ranks, importances = {}, {}, {}
+    for index in range(layers):
+        for module, rank in (("self_attn.q_proj", 4 + index), ("mlp.down_proj", 16 - 2 * index)):
+            name = f"model.layers.{index}.{module}"
+            shapes[name], ranks[name], importances[name] = (64, 64), rank, 0.1 * (index + 1)
+    config = {"type": "gora", "r_ref": 8, "r_min": 4, "r_max": 32}
+    probe = {"steps": 3, "samples": 12}
+    return build_report("gora", shapes, ranks, config, importances, probe).to_dict()

@@ -1,9 +1,14 @@
-"""Short calls against the API for the worker tests: submit a job, wait for a status, read events."""
+"""For the tests that run real jobs: worker processes (``gora worker``) with short timings, and short
+calls against the API (submit a job, wait for a status, read its events, download its adapter)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import secrets
+import signal
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -11,11 +16,87 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.service.support import Team, jsonl, upload
+from service.core.settings import Settings
+from tests.helpers.api import Team, jsonl, upload
+from tests.helpers.models import session_cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUCTIONS = ROOT / "examples" / "instructions.jsonl"
 TERMINAL = {"succeeded", "failed", "cancelled"}
+
+SESSION = secrets.token_hex(4)
+POOL = f"w{SESSION}"  # the shared worker's
+SPARE_POOL = f"x{SESSION}"  # for tests that start and kill their own workers
+REDIS_URL = "redis://127.0.0.1:6379/14"
+GORA = str(ROOT / ".venv" / "bin" / "gora")
+
+# Short timings so that a lost worker or a cancel shows within seconds.
+FAST_WORKER_ENV = {
+    "GORA_WORKER_HEARTBEAT_S": "1",
+    "GORA_WORKER_CANCEL_GRACE_S": "4",
+    "GORA_WORKER_STALE_AFTER_S": "6",
+    "GORA_WORKER_RECONCILE_EVERY_S": "2",
+    "GORA_WORKER_REQUEUE_AFTER_S": "120",
+    "GORA_WORKER_CANCEL_POLL_S": "0.2",
+}
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GORA_DATA_DIR=str(settings.data_dir),
+        GORA_DATABASE_URL=settings.database_url,
+        GORA_BROKER_URL=settings.broker_url,
+        GORA_STORAGE_URL=settings.storage_url,
+        GORA_POOLS=",".join(settings.pools),
+        GORA_DEFAULT_POOL=settings.default_pool,
+        GORA_CACHE_DIR=str(session_cache_dir()),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        **FAST_WORKER_ENV,
+    )
+    return env
+
+
+class WorkerProcess:
+    """``gora worker --pool <session pool>`` in its own process group (killed as a whole)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, pool: str = POOL):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [GORA, "worker", "--pool", pool, "--loglevel", "INFO"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while b" ready." not in self.log_path.read_bytes():
+            assert self.process.poll() is None, self.log_path.read_text()
+            assert time.monotonic() < deadline, (
+                "worker did not start:\n" + self.log_path.read_text()
+            )
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """Host lost: the worker and everything under it die at once."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
 
 
 def instruction_rows(n: int = 16) -> list[dict[str, Any]]:

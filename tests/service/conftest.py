@@ -1,4 +1,6 @@
-"""Service tests run against both databases: an embedded SQLite file and a real PostgreSQL.
+"""Service tests run against both kinds of deployment: the embedded one (a SQLite file and the
+filesystem broker: no server at all, so these run in the fast lane) and the team one (a real
+PostgreSQL and Redis).
 
 PostgreSQL gets a fresh database per test session (dropped at the end), Redis a test db number and
 queue names unique to the session, so engineers running the suite in parallel never collide.
@@ -6,12 +8,8 @@ queue names unique to the session, so engineers running the suite in parallel ne
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from fastapi import FastAPI
@@ -20,49 +18,20 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.core.db import Database
 from service.core.migrate import upgrade
-from service.core.settings import Settings
-from tests.live_server import serve
-from tests.service.support import Team
+from tests.helpers.api import (
+    ADMIN,
+    REDIS_URL,
+    SESSION,
+    TEST_POOL,
+    Backend,
+    Team,
+    make_settings,
+    new_team,
+)
+from tests.helpers.live_server import serve
+from tests.helpers.postgres import postgres_database
 
-SESSION = secrets.token_hex(4)
-TEST_POOL = f"t{SESSION}"  # queue gpu.<pool>: no other session sends there
-ADMIN_TOKEN = "test-admin-token"
-REDIS_URL = "redis://127.0.0.1:6379/13"
-PG_SERVER = "host=127.0.0.1 port=5432 user=postgres"
 BACKENDS = ["sqlite", "postgresql"]
-
-
-@dataclass
-class Backend:
-    name: str
-    database_url: str
-    data_dir: Path
-
-
-def postgres_database(name: str) -> Iterator[str]:
-    """Creates database ``name`` on the local server for the block, then drops it."""
-    with psycopg.connect(f"{PG_SERVER} dbname=test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(f"{PG_SERVER} dbname=test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "data_dir": data_dir,
-        "database_url": database_url,
-        "broker_url": REDIS_URL,
-        "admin_token": ADMIN_TOKEN,
-        "pools": ["cpu", TEST_POOL],
-        "default_pool": TEST_POOL,
-        "max_upload_bytes": 64 * 1024,
-        "event_poll_interval_s": 0.05,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -73,16 +42,19 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         upgrade(url)
         yield Backend("sqlite", url, data_dir)
         return
-    databases = postgres_database(f"gora_service_{SESSION}")
-    url = next(databases)
-    upgrade(url)
-    yield Backend("postgresql", url, data_dir)
-    databases.close()  # runs the generator's finally: DROP DATABASE
+    with postgres_database(f"gora_service_{SESSION}") as url:
+        upgrade(url)
+        yield Backend("postgresql", url, data_dir)
 
 
 @pytest.fixture(scope="session")
-def app(backend: Backend) -> FastAPI:
-    return create_app(make_settings(backend.data_dir, backend.database_url))
+def app(backend: Backend) -> Iterator[FastAPI]:
+    yield create_app(make_settings(backend))
+    if backend.broker_url == REDIS_URL:  # this session's queue and kombu's bindings for it
+        broker = redis.Redis.from_url(REDIS_URL)
+        for key in broker.scan_iter(f"*{TEST_POOL}*"):
+            broker.delete(key)
+        broker.close()
 
 
 @pytest.fixture(scope="session")
@@ -101,35 +73,23 @@ def database(backend: Backend) -> Iterator[Database]:
 
 @pytest.fixture(scope="session")
 def admin() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def new_team(client: TestClient, admin: dict[str, str]) -> Team:
-    name = f"team-{secrets.token_hex(6)}"
-    team = client.post("/v1/teams", json={"name": name}, headers=admin)
-    assert team.status_code == 200, team.text
-    key = client.post(f"/v1/teams/{team.json()['id']}/api_keys", headers=admin)
-    assert key.status_code == 200, key.text
-    return Team(id=team.json()["id"], key=key.json()["key"], key_id=key.json()["id"])
+    return ADMIN
 
 
 @pytest.fixture
-def team(client: TestClient, admin: dict[str, str]) -> Team:
-    return new_team(client, admin)
+def team(client: TestClient) -> Team:
+    return new_team(client)
 
 
 @pytest.fixture
-def other_team(client: TestClient, admin: dict[str, str]) -> Team:
-    return new_team(client, admin)
+def other_team(client: TestClient) -> Team:
+    return new_team(client)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
     yield client
-    # This session's queue and kombu's binding sets for it: no worker consumes them.
-    for key in client.scan_iter(f"*{TEST_POOL}*"):
-        client.delete(key)
     client.close()
 
 
@@ -137,5 +97,5 @@ def redis_client() -> Iterator[redis.Redis]:
 def live_url(backend: Backend) -> Iterator[str]:
     """An app over the same database served by uvicorn on loopback, for clients that speak real
     HTTP. An app of its own: an app's connections belong to the event loop that serves it."""
-    with serve(create_app(make_settings(backend.data_dir, backend.database_url))) as url:
+    with serve(create_app(make_settings(backend))) as url:
         yield url

@@ -12,12 +12,10 @@ import time
 import httpx
 import pytest
 
-from tests.gora.bundled import session_cache_dir
-from tests.live_server import free_port
-from tests.service.conftest import ADMIN_TOKEN
-from tests.service.support import jsonl
-from tests.worker.conftest import FAST_WORKER_ENV, GORA, ROOT
-from tests.worker.support import classification_rows
+from tests.helpers.api import ADMIN_TOKEN, jsonl
+from tests.helpers.jobs import FAST_WORKER_ENV, GORA, ROOT, classification_rows
+from tests.helpers.live_server import free_port
+from tests.helpers.models import session_cache_dir
 
 pytestmark = pytest.mark.slow
 ADAPTER = {"type": "gora", "r_ref": 4, "target_modules": ["query", "value"], "probe_steps": 2}

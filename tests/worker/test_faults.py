@@ -10,9 +10,9 @@ import time
 import pytest
 
 from service.core.storage import Storage, job_key
-from tests.worker.conftest import SPARE_POOL
-from tests.worker.support import (
+from tests.helpers.jobs import (
     SHORT,
+    SPARE_POOL,
     classification_rows,
     events,
     instruction_rows,
@@ -179,7 +179,7 @@ def job_statuses(stack, team, jobs) -> list[str]:
 def test_team_limit_holds_a_job_until_one_ends(stack, start_worker):
     from service.core.jobs import repository
     from service.core.teams.models import Team
-    from tests.service.conftest import new_team
+    from tests.helpers.api import new_team
 
     limited = new_team(stack.client, stack.admin)
     with stack.database.transaction() as session:

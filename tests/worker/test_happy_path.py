@@ -11,8 +11,7 @@ from peft import PeftModel
 
 from gora import load_base_model
 from service.core.storage import Storage, adapter_key, job_key
-from tests.gora.bundled import MINILM, SMOLLM, session_cache_dir
-from tests.worker.support import (
+from tests.helpers.jobs import (
     classification_rows,
     download_adapter,
     events,
@@ -20,6 +19,7 @@ from tests.worker.support import (
     submit,
     wait_for,
 )
+from tests.helpers.models import MINILM, SMOLLM, session_cache_dir
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_smollm2_gora_job_end_to_end(stack, team, worker, tmp_path):
 
 
 def test_minilm_classification_job_with_validation(stack, team, worker, tmp_path):
-    from tests.service.support import jsonl, upload
+    from tests.helpers.api import jsonl, upload
 
     rows = classification_rows()
     validation = upload(stack.client, team, jsonl(rows[:4]), "valid.jsonl")["id"]

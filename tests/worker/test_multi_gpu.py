@@ -15,8 +15,14 @@ from collections import Counter
 import pytest
 
 from service.core.storage import Storage, adapter_key, job_key
-from tests.worker.conftest import SPARE_POOL
-from tests.worker.support import events, instruction_rows, submit, wait_for, wait_for_event
+from tests.helpers.jobs import (
+    SPARE_POOL,
+    events,
+    instruction_rows,
+    submit,
+    wait_for,
+    wait_for_event,
+)
 from worker.processes import descendants
 from worker.supervisor import child_command
 

@@ -13,6 +13,7 @@ from service.api.deps import After, Limit, State
 from service.api.errors import PayloadTooLarge
 from service.api.files.schemas import FileOut
 from service.api.files.upload import receive_upload
+from service.api.openapi import error_response
 from service.api.routing import api_router
 from service.api.schemas import Deleted, ListPage
 from service.core import storage
@@ -49,7 +50,12 @@ def _check_declared_length(request: Request, limit: int) -> None:
         )
 
 
-@router.post("/files", response_model=FileOut, openapi_extra={"requestBody": _UPLOAD_BODY})
+@router.post(
+    "/files",
+    response_model=FileOut,
+    openapi_extra={"requestBody": _UPLOAD_BODY},
+    responses={413: error_response("The upload is larger than GORA_MAX_UPLOAD_BYTES")},
+)
 async def upload_file(
     request: Request, team: CurrentTeam, session: DbSession, state: State
 ) -> FileOut:
@@ -96,7 +102,11 @@ async def retrieve_file(file_id: str, team: CurrentTeam, session: DbSession) -> 
     return FileOut.of(await session.run_sync(service.get_file, team.id, file_id))
 
 
-@router.delete("/files/{file_id}", response_model=Deleted)
+@router.delete(
+    "/files/{file_id}",
+    response_model=Deleted,
+    responses={409: error_response("A job that has not finished uses the file")},
+)
 async def delete_file(file_id: str, team: CurrentTeam, session: DbSession, state: State) -> Deleted:
     await session.run_sync(service.delete_file, state.runtime.storage, team.id, file_id)
     return Deleted(id=file_id, object="file")

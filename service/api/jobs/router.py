@@ -16,6 +16,7 @@ from service.api.jobs.archive import stream_tar_gz
 from service.api.jobs.heatmap import render_heatmap
 from service.api.jobs.schemas import AllocationOut, CheckpointOut, EventOut, JobOut
 from service.api.jobs.stream import event_stream
+from service.api.openapi import error_response
 from service.api.routing import api_router
 from service.api.schemas import ListPage
 from service.core import ids, storage
@@ -69,7 +70,11 @@ async def retrieve_job(job_id: str, team: CurrentTeam, request: Request) -> Resp
     return Response(body, media_type="application/json")
 
 
-@router.post("/jobs", response_model=JobOut)
+@router.post(
+    "/jobs",
+    response_model=JobOut,
+    responses={409: error_response("The Idempotency-Key was used for a different request")},
+)
 async def create_job(
     body: JobCreate,
     team: CurrentTeam,
@@ -94,7 +99,11 @@ async def list_jobs(
     return ListPage.of([JobOut.of(j) for j in rows], has_more, [j.id for j in rows])
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobOut)
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses={409: error_response("The job has finished: only unfinished jobs can be cancelled")},
+)
 async def cancel_job(job_id: str, team: CurrentTeam, session: DbSession) -> JobOut:
     return JobOut.of(await session.run_sync(service.cancel_job, team.id, job_id))
 

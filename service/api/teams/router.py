@@ -9,6 +9,7 @@ from fastapi import Body
 from service.api.auth import AdminOnly
 from service.api.db import DbSession
 from service.api.deps import State
+from service.api.openapi import error_response
 from service.api.routing import api_router
 from service.api.schemas import Deleted
 from service.api.teams.schemas import ApiKeyCreate, ApiKeyOut, TeamCreate, TeamOut
@@ -18,7 +19,11 @@ from service.core.teams import service
 router = api_router(prefix="/v1", tags=["admin"], dependencies=[AdminOnly])
 
 
-@router.post("/teams", response_model=TeamOut)
+@router.post(
+    "/teams",
+    response_model=TeamOut,
+    responses={409: error_response("A team of that name exists")},
+)
 async def create_team(body: TeamCreate, session: DbSession) -> TeamOut:
     team = await session.run_sync(service.create_team, body.name, body.max_running_jobs)
     return TeamOut.of(team)

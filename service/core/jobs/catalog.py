@@ -9,12 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gora.model_registry import BUNDLED
+from gora.model_registry import BUNDLED, CAUSAL_LM, SEQUENCE_CLASSIFICATION, task_of_architecture
 from service.core.errors import InvalidRequest
 from service.core.settings import Settings
-
-CAUSAL_LM = "causal_lm"
-SEQUENCE_CLASSIFICATION = "sequence_classification"
 
 # One or two plain name components: "my-model" or "org/my-model"; no "..", no absolute paths.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,99})?$")
@@ -34,12 +31,8 @@ def _task_of_directory(path: Path) -> str | None:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    architectures = config.get("architectures") or []
-    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
-        return SEQUENCE_CLASSIFICATION
-    if any(str(a).endswith("ForCausalLM") for a in architectures):
-        return CAUSAL_LM
-    return None
+    tasks = [task_of_architecture(str(a)) for a in config.get("architectures") or []]
+    return next((task for task in tasks if task), None)
 
 
 def _in_models_dir(settings: Settings, name: str) -> dict[str, Any] | None:

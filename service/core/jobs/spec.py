@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
-from gora.config import GoraConfig
+from gora.config import ADAPTER_TYPES, GoraConfig
 from gora.train import defaults as training_defaults
 from gora.train.config import TrainingConfig
 from gora.validation import AUTO, ConfigError
@@ -69,7 +69,7 @@ class AdapterSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    type: Literal["gora", "lora"] | None = None
+    type: Literal[ADAPTER_TYPES] | None = None  # type: ignore[valid-type]
     r_ref: Annotated[int, Field(ge=1, le=MAX_RANK)] | None = None
     alpha: float | None = None
     target_modules: Annotated[list[ModuleName], Field(max_length=256)] | ModuleName | None = None

@@ -20,11 +20,9 @@ from gora.data.encoding import (
 )
 from gora.data.formats import DataFormatError, read_jsonl
 from gora.data.loading import IGNORE_INDEX, EncodedDataset, PaddingCollator, make_batches
+from tests.helpers.models import make_tiny_llama, minilm_tokenizer, smollm_dir, smollm_tokenizer
 
-from .bundled import minilm_tokenizer, smollm_dir, smollm_tokenizer
-from .conftest import make_tiny_llama
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 # A Gemma-like template, to check that nothing depends on ChatML's markers.
 TURN_TEMPLATE = (

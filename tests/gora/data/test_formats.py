@@ -87,6 +87,20 @@ def test_validate_lines_caps_errors_and_flags_empty_files():
     assert validate_lines([json.dumps(CHAT).encode()]).ok  # bytes, as uploads arrive
 
 
+def test_lines_json_itself_refuses_are_bad_lines_not_crashes():
+    hostile = [
+        b'{"text": "a", "label": ' + b"9" * 5000 + b"}",  # past Python's int digit limit
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than the parser's recursion
+        b'{"text": "caf\xe9", "label": "x"}',  # not UTF-8
+        json.dumps({"text": "fine", "label": "x"}).encode(),
+    ]
+    report = validate_lines(hostile)
+    assert report.rows == 1 and report.format == "classification"
+    assert [e.line for e in report.errors] == [1, 2, 3]
+    assert "4300" in report.errors[0].message or "digits" in report.errors[0].message
+    assert "nested too deeply" in report.errors[1].message
+
+
 def test_read_jsonl_lines_keeps_line_numbers(tmp_path):
     path = tmp_path / "data.jsonl"
     path.write_text("\n" + json.dumps(CHAT) + "\n\n" + json.dumps(CHAT) + "\n")

@@ -32,8 +32,7 @@ from gora.train import (
 )
 from gora.train.defaults import split_batch
 from gora.train.events import DivergenceGuard
-
-from .conftest import tiny_llama_config
+from tests.helpers.models import tiny_llama_config
 
 VOCAB = 100
 N_LABELS = 3

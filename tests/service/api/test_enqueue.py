@@ -13,28 +13,42 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.core.queue import RUN_JOB_TASK, queue_for_pool
-from tests.service.conftest import TEST_POOL, Backend, make_settings, new_team
-from tests.service.support import Team, assert_error, create_job
+from tests.helpers.api import (
+    TEST_POOL,
+    Backend,
+    Team,
+    assert_error,
+    create_job,
+    make_settings,
+    new_team,
+)
 
 CLOSED_PORT_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
-def queued_messages(redis_client: redis.Redis, queue: str) -> list[dict]:
-    """The task messages waiting in a kombu Redis queue (a list named after the queue)."""
-    messages = []
-    for raw in redis_client.lrange(queue, 0, -1):
-        envelope = json.loads(raw)
-        body = json.loads(base64.b64decode(envelope["body"]))
-        messages.append({"task": envelope["headers"]["task"], "args": body[0]})
-    return messages
+def _task(envelope: dict) -> dict:
+    body = json.loads(base64.b64decode(envelope["body"]))
+    return {"task": envelope["headers"]["task"], "args": body[0]}
 
 
-def test_a_new_job_lands_on_its_pool_queue(
-    client: TestClient, team: Team, redis_client: redis.Redis
-):
+def queued_messages(backend: Backend, queue: str) -> list[dict]:
+    """The task messages waiting in a queue: a list named after it in Redis, or, with the
+    filesystem transport (embedded mode), files named ``<time>_<uuid>.<queue>.msg``."""
+    if backend.broker_url.startswith("redis"):
+        broker = redis.Redis.from_url(backend.broker_url)
+        try:
+            return [_task(json.loads(raw)) for raw in broker.lrange(queue, 0, -1)]
+        finally:
+            broker.close()
+    folder = backend.data_dir / "broker" / "messages"
+    files = sorted(folder.glob(f"*.{queue}.msg"))
+    return [_task(json.loads(path.read_bytes())) for path in files]
+
+
+def test_a_new_job_lands_on_its_pool_queue(client: TestClient, team: Team, backend: Backend):
     job = create_job(client, team, gpu={"pool": TEST_POOL, "count": 1})
     assert queue_for_pool(TEST_POOL) == f"gpu.{TEST_POOL}"
-    messages = queued_messages(redis_client, f"gpu.{TEST_POOL}")
+    messages = queued_messages(backend, f"gpu.{TEST_POOL}")
     assert {"task": RUN_JOB_TASK, "args": [job["id"]]} in messages
 
 
@@ -43,16 +57,16 @@ def test_cpu_jobs_go_to_the_cpu_queue():
     assert queue_for_pool("a100") == "gpu.a100"
 
 
-def test_refused_jobs_send_nothing(client: TestClient, team: Team, redis_client: redis.Redis):
-    before = redis_client.llen(f"gpu.{TEST_POOL}")
+def test_refused_jobs_send_nothing(client: TestClient, team: Team, backend: Backend):
+    before = len(queued_messages(backend, f"gpu.{TEST_POOL}"))
     body = {"model": "unknown-model", "training_file": "file-x", "gpu": {"pool": TEST_POOL}}
     assert_error(client.post("/v1/fine_tuning/jobs", json=body, headers=team.headers), 400, "model")
-    assert redis_client.llen(f"gpu.{TEST_POOL}") == before
+    assert len(queued_messages(backend, f"gpu.{TEST_POOL}")) == before
 
 
 @pytest.fixture
 def broker_down_client(backend: Backend) -> Iterator[TestClient]:
-    settings = make_settings(backend.data_dir, backend.database_url, broker_url=CLOSED_PORT_BROKER)
+    settings = make_settings(backend, broker_url=CLOSED_PORT_BROKER)
     with TestClient(create_app(settings)) as client:
         yield client
 

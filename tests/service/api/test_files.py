@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from service.core.db import Database
 from service.core.files.models import StoredFile
-from tests.service import support
-from tests.service.conftest import Backend
-from tests.service.support import Team, assert_error, jsonl, upload
+from tests.helpers import api as support
+from tests.helpers.api import Backend, Team, assert_error, jsonl, upload
 
 LIMIT = 64 * 1024  # make_settings' max_upload_bytes
 
@@ -215,3 +215,28 @@ def test_a_file_used_by_an_unfinished_job_cannot_be_deleted(
     client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=team.headers)
     allowed = client.delete(f"/v1/files/{job['training_file']}", headers=team.headers)
     assert allowed.status_code == 200
+
+
+def test_lines_the_json_parser_refuses_are_line_errors_on_a_live_connection(
+    live_url: str, team: Team
+):
+    """A 5,000-digit integer or 100,000 nested brackets made the upload a 500 (json.loads raises
+    ValueError or RecursionError, not JSONDecodeError), and the next request on that keep-alive
+    connection was sometimes reset. Both are line errors, and the connection stays usable."""
+    content = b"\n".join(
+        [
+            json.dumps(support.CHAT[0]).encode(),
+            b'{"prompt": "p", "completion": "c", "n": ' + b"9" * 5000 + b"}",
+            b"[" * 20_000 + b"]" * 20_000,  # the upload limit here is 64 KiB
+        ]
+    )
+    with httpx.Client(base_url=live_url, headers=team.headers, timeout=30) as http:
+        files = {"file": ("hostile.jsonl", content, "application/jsonl")}
+        response = http.post("/v1/files", files=files, data={"purpose": "fine-tune"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "error" and body["rows"] == 1
+        assert [e["line"] for e in body["errors"]] == [2, 3]
+        assert "nested too deeply" in body["errors"][1]["message"]
+        after = http.get(f"/v1/files/{body['id']}")  # the same keep-alive connection
+        assert after.status_code == 200 and after.json()["id"] == body["id"]

@@ -17,7 +17,7 @@ from service.api.jobs.schemas import JobOut
 from service.core.db import Database
 from service.core.jobs import repository
 from service.core.jobs.lifecycle import JobStatus
-from tests.service.support import Team, assert_error, create_job
+from tests.helpers.api import Team, assert_error, create_job
 
 JOBS = "/v1/fine_tuning/jobs"
 

@@ -11,28 +11,14 @@ import tarfile
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from gora.report import build_report
 from service.api.jobs.heatmap import split_layer_name
 from service.core.db import Database
 from service.core.jobs import repository
 from service.core.jobs.lifecycle import JobPhase, JobStatus
 from service.core.runtime import Runtime
-from tests.service.support import Team, assert_error, create_job
+from tests.helpers.api import Team, allocation_report, assert_error, create_job
 
 JOBS = "/v1/fine_tuning/jobs"
-
-
-def allocation_report(layers: int = 3) -> dict:
-    """A report as the library writes it (``gora.report.build_report(...).to_dict()``): per layer a
-    q_proj of rank 4 + i and a down_proj of rank 16 - 2i."""
-    shapes, ranks, importances = {}, {}, {}
-    for index in range(layers):
-        for module, rank in (("self_attn.q_proj", 4 + index), ("mlp.down_proj", 16 - 2 * index)):
-            name = f"model.layers.{index}.{module}"
-            shapes[name], ranks[name], importances[name] = (64, 64), rank, 0.1 * (index + 1)
-    config = {"type": "gora", "r_ref": 8, "r_min": 4, "r_max": 32}
-    probe = {"steps": 3, "samples": 12}
-    return build_report("gora", shapes, ranks, config, importances, probe).to_dict()
 
 
 def test_events_list_newest_first_with_cursor(client: TestClient, team: Team, database: Database):

@@ -12,9 +12,8 @@ from service.core.db import Database
 from service.core.jobs import repository
 from service.core.jobs.lifecycle import JobStatus
 from service.core.jobs.models import IdempotencyKey
-from tests.service import support
-from tests.service.conftest import TEST_POOL
-from tests.service.support import Team, assert_error, create_job, jsonl, upload
+from tests.helpers import api as support
+from tests.helpers.api import TEST_POOL, Team, assert_error, create_job, jsonl, upload
 
 JOBS = "/v1/fine_tuning/jobs"
 
@@ -330,3 +329,38 @@ def test_finished_jobs_cannot_be_cancelled(client: TestClient, team: Team, datab
     refused = client.post(f"{JOBS}/{job['id']}/cancel", headers=team.headers)
     assert_error(refused, 409, "job_id", "job_not_cancellable")
     assert client.get(f"{JOBS}/{job['id']}", headers=team.headers).json()["status"] == "succeeded"
+
+
+def _raw(client: TestClient, team: Team, body: bytes):
+    headers = {**team.headers, "Content-Type": "application/json"}
+    return client.post(JOBS, content=body, headers=headers)
+
+
+def test_bodies_json_cannot_parse_are_400s_that_say_why(client: TestClient, team: Team):
+    """json.loads fails in ways FastAPI answered with a bare http_error (or a character offset as
+    the param): each is an invalid_json error with no field to blame, and says what is wrong."""
+    truncated = assert_error(_raw(client, team, b'{"model": "smollm2-135m", "tra'), 400, None)
+    assert truncated["code"] == "invalid_json" and "at character" in truncated["message"]
+    not_utf8 = assert_error(_raw(client, team, b'{"model": "caf\xe9"}'), 400, None, "invalid_json")
+    assert "UTF-8" in not_utf8["message"]
+    deep = assert_error(
+        _raw(client, team, b"[" * 50_000 + b"]" * 50_000), 400, None, "invalid_json"
+    )
+    assert "nested too deeply" in deep["message"]
+
+
+def test_a_number_too_long_to_parse_names_its_field(client: TestClient, team: Team):
+    good = upload(client, team, jsonl(support.CHAT))["id"]
+    body = b'{"model": "smollm2-135m", "training_file": "%s", "seed": %s}' % (
+        good.encode(),
+        b"9" * 5000,
+    )
+    error = assert_error(_raw(client, team, body), 400, "seed", "invalid_request")
+    assert "5000 digits" in error["message"]
+    nested = b'{"model": "smollm2-135m", "training_file": "%s", "hyperparameters": ' % good.encode()
+    error = assert_error(
+        _raw(client, team, nested + b'{"n_epochs": ' + b"1" * 4500 + b"}}"),
+        400,
+        "hyperparameters.n_epochs",
+    )
+    assert "4500 digits" in error["message"]

@@ -7,8 +7,8 @@ import io
 import openai
 import pytest
 
-from tests.service import support
-from tests.service.support import Team, jsonl
+from tests.helpers import api as support
+from tests.helpers.api import Team, jsonl
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from sqlalchemy import select
 
 from service.core.db import Database
 from service.core.teams.models import ApiKey
-from tests.service.conftest import make_settings
-from tests.service.support import Team, assert_error
+from tests.helpers.api import Backend, Team, assert_error, make_settings
 
 
 def test_create_team_and_key(client: TestClient, admin: dict[str, str], database: Database):
@@ -68,7 +67,8 @@ def test_admin_token_is_required(client: TestClient, team: Team):
 
 
 def test_admin_endpoints_are_off_without_a_token(tmp_path):
-    app_settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", admin_token=None)
+    embedded = Backend("sqlite", f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
+    app_settings = make_settings(embedded, admin_token=None)
     from service.api.app import create_app
 
     with TestClient(create_app(app_settings)) as bare:

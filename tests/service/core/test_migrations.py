@@ -16,7 +16,7 @@ from sqlalchemy import Column, Integer, MetaData, inspect, text
 from service.core.db import make_engine
 from service.core.migrate import alembic_config, upgrade
 from service.core.tables import Base
-from tests.service.conftest import postgres_database
+from tests.helpers.postgres import postgres_database
 
 EXPECTED_TABLES = {
     "teams",
@@ -36,9 +36,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'schema.db'}"
         return
-    databases = postgres_database(f"gora_migrations_{secrets.token_hex(4)}")
-    yield next(databases)
-    databases.close()
+    with postgres_database(f"gora_migrations_{secrets.token_hex(4)}") as url:
+        yield url
 
 
 def _differences(url: str, metadata: MetaData = Base.metadata) -> list:

@@ -11,7 +11,7 @@ from service.core.db import Database
 from service.core.jobs import repository
 from service.core.jobs.lifecycle import ACTIVE, ALLOWED, TERMINAL, JobStatus, check_transition
 from service.core.jobs.models import Job
-from tests.service.support import Team, create_job
+from tests.helpers.api import Team, create_job
 
 
 def _job(database: Database, job_id: str) -> Job:

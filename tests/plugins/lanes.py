@@ -1,0 +1,27 @@
+"""The test lanes. ``make test`` runs every test; ``make test-fast`` runs the pure ones
+(``-m "not slow and not services"``): no database server, broker or worker process, no pretrained
+model, in about a minute.
+
+``slow`` is declared by the tests that load a bundled model or run real jobs. ``services`` is given
+here, to every test that runs against PostgreSQL (a ``postgresql`` parameter) or asks for a fixture
+that talks to a server or starts a worker, so that no test can forget it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SERVICE_FIXTURES = {"stack", "worker", "start_worker", "redis_client", "private_postgres"}
+
+
+def _needs_services(item: pytest.Item) -> bool:
+    if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgresql" in callspec.params.values()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _needs_services(item):
+            item.add_marker(pytest.mark.services)
