@@ -22,8 +22,8 @@ services:
 	bash scripts/start-services.sh
 
 lint: install
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/ruff format --check --no-cache .
 
 test: install services lint
 	$(VENV)/bin/pytest

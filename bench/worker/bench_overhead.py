@@ -113,8 +113,7 @@ def measure_service(data_dir: Path, steps: int, latency_runs: int) -> dict:
     from service.api.app import create_app
     from service.core.migrate import upgrade
     from service.core.settings import Settings
-    from tests.service.conftest import ADMIN_TOKEN, new_team
-    from tests.service.support import upload
+    from tests.helpers.api import ADMIN, ADMIN_TOKEN, new_team, upload
 
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(admin_token=ADMIN_TOKEN)
@@ -122,7 +121,7 @@ def measure_service(data_dir: Path, steps: int, latency_runs: int) -> dict:
     worker = start_worker(environment(data_dir), data_dir / "worker.log")
     try:
         with TestClient(create_app(settings)) as client:
-            team = new_team(client, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            team = new_team(client, ADMIN)
             file_id = upload(client, team, DATA.read_bytes())["id"]
             body = {"model": "smollm2-135m", "training_file": file_id, "adapter": ADAPTER,
                     "seed": 0, "hyperparameters": hyperparameters(steps)}  # fmt: skip
