@@ -172,23 +172,12 @@ def cancel_job(session: Session, team_id: str, job_id: str) -> Job:
                 param="job_id",
                 code="job_not_cancellable",
             )
-        if status == JobStatus.QUEUED:
-            moved = repository.move(
-                session,
-                job.id,
-                expected=status,
-                to=JobStatus.CANCELLED,
-                event="Job cancelled before it started",
-            )
-        else:
-            moved = repository.move(
-                session,
-                job.id,
-                expected=status,
-                to=JobStatus.CANCELLING,
-                event="Cancellation requested; the worker stops at its next step",
-            )
-        if moved:
+        to, event = (
+            (JobStatus.CANCELLED, "Job cancelled before it started")
+            if status == JobStatus.QUEUED
+            else (JobStatus.CANCELLING, "Cancellation requested; the worker stops at its next step")
+        )
+        if repository.move(session, job.id, expected=status, to=to, event=event):
             break
     session.refresh(job)
     return job
