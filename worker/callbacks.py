@@ -51,6 +51,8 @@ class JobCallbacks(TrainingCallbacks):
         self.reporter.metrics(values)
 
     def on_checkpoint(self, saved) -> None:
+        if not self.reporter.holds():  # taken back: the worker that runs it now owns its files
+            return
         key = artifacts.checkpoint_key(self.job_id, saved.step)
         artifacts.upload_dir(self.storage, Path(saved.path), key)
         metrics = {k: self.last_metrics.get(k) for k in ("loss", "trained_tokens")}

@@ -64,7 +64,9 @@ def main(job_id: str, worker_id: str) -> int:
     work = Workspace.of(work_root, job_id, rank)
     work.prepare()
     reporter_class = JobReporter if rank == 0 else QuietReporter
-    reporter = reporter_class(database, job_id, worker_id, worker_settings.cancel_poll_s)
+    reporter = reporter_class(
+        database, job_id, worker_id, worker_settings.cancel_poll_s, worker_settings.db_patience_s
+    )
     try:
         plan = load_plan(database, job_id, str(settings.models_dir))
         set_process_job(job_id, plan.team_id)

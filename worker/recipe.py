@@ -193,6 +193,8 @@ class JobRecipe:
     def export(self, model, data: JobData, result: TrainingResult) -> None:
         job_id = self.plan.job_id
         self.reporter.phase(JobPhase.EXPORTING, "Exporting the adapter (PEFT and uniform formats)")
+        if not self.reporter.holds():  # taken back while training: the store is another's now
+            return
         if self.world > 1:  # the reference pass runs on the CPU, as in one process
             model = model.to("cpu")
         files = []

@@ -1,15 +1,20 @@
 """What a running job writes back: phases, events, metrics, checkpoints, the allocation, the outcome.
 
-Each write is its own short transaction, so the API shows it at once, and each is guarded by the
-worker id, so a job taken back from this worker (stale heartbeat) is never written by it again.
-The heartbeat itself is not written here: the supervisor is its one writer (worker/supervisor.py).
+Each write is its own short transaction, so the API shows it at once, and each is made only while
+this worker still holds the job, checked with the job's row locked: a worker whose job was taken back
+(a stale heartbeat: it was paused, or cut off) writes nothing more, and stops at its next step. A
+database that cannot be reached (a restart) is waited out for ``db_patience_s``. The heartbeat itself
+is not written here: the supervisor is its one writer (worker/supervisor.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from service.core.db import Database
 from service.core.jobs import repository
@@ -17,57 +22,99 @@ from service.core.jobs.errors import JobError
 from service.core.jobs.lifecycle import HOLDING, JobStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobReporter:
-    def __init__(self, database: Database, job_id: str, worker_id: str, cancel_poll_s: float):
+    def __init__(
+        self,
+        database: Database,
+        job_id: str,
+        worker_id: str,
+        cancel_poll_s: float,
+        db_patience_s: float = 0.0,
+    ):
         self.database = database
         self.job_id = job_id
         self.worker_id = worker_id
         self.cancel_poll_s = cancel_poll_s
+        self.db_patience_s = db_patience_s
+        self.lost = False  # the job was taken back from this worker
         self._last_poll = 0.0
         self._stop = False
         self._recorded_steps: set[int] | None = None
 
+    def _write(self, write: Callable[[Session], T]) -> T | None:
+        """``write(session)`` while this worker holds the job; None (and the job stops) once not."""
+
+        def guarded(session: Session) -> T | None:
+            status, worker = repository.holder(session, self.job_id, lock=True) or (None, None)
+            if status not in HOLDING or worker != self.worker_id:
+                if not self.lost:
+                    log.warning(
+                        "%s: no longer held by %s; writing nothing more",
+                        self.job_id,
+                        self.worker_id,
+                    )
+                self.lost = self._stop = True
+                return None
+            return write(session)
+
+        return self.database.run(guarded, patience_s=self.db_patience_s)
+
+    def _read(self, read: Callable[[Session], T]) -> T:
+        return self.database.run(read, patience_s=self.db_patience_s)
+
     def event(self, message: str, *, level: str = "info", type: str = "message", **data: Any):
         log.info("%s: %s", self.job_id, message)  # the log tail of a crash shows how far it got
-        with self.database.transaction() as session:
-            repository.add_event(
-                session, self.job_id, message, level=level, type=type, data=data or None
+        self._write(
+            lambda s: repository.add_event(
+                s, self.job_id, message, level=level, type=type, data=data or None
             )
+        )
 
     def phase(self, phase: str, message: str, **data: Any) -> None:
         log.info("%s: %s", self.job_id, message)
-        with self.database.transaction() as session:
+
+        def write(session: Session) -> None:
             repository.set_phase(session, self.job_id, self.worker_id, phase)
             repository.add_event(session, self.job_id, message, data={"phase": phase, **data})
+
+        self._write(write)
 
     def metrics(self, values: dict[str, Any]) -> None:
         """A training step's metrics event, once per step: a run resumed from a checkpoint repeats
         the steps an earlier attempt ran past it, and those already have theirs."""
         if self._recorded_steps is None:
-            with self.database.transaction() as session:
-                self._recorded_steps = repository.training_metric_steps(session, self.job_id)
+            self._recorded_steps = self._read(
+                lambda s: repository.training_metric_steps(s, self.job_id)
+            )
         if values["step"] in self._recorded_steps:
             return
         self._recorded_steps.add(values["step"])
         message = f"Step {values['step']}: training loss={values['loss']:.4f}"
-        with self.database.transaction() as session:
+
+        def write(session: Session) -> None:
             repository.add_event(session, self.job_id, message, type="metrics", data=values)
             repository.record_progress(
                 session, self.job_id, self.worker_id, trained_tokens=values["trained_tokens"]
             )
 
+        self._write(write)
+
     def checkpoint(self, step: int, storage_key: str, metrics: dict[str, Any]) -> None:
-        with self.database.transaction() as session:
+        def write(session: Session) -> None:
             repository.add_checkpoint(session, self.job_id, step, storage_key, metrics)
             repository.add_event(
                 session, self.job_id, f"Checkpoint saved at step {step}", data={"step": step}
             )
 
+        self._write(write)
+
     def allocation(self, report: dict[str, Any]) -> None:
         totals = report["totals"]
-        with self.database.transaction() as session:
+
+        def write(session: Session) -> None:
             repository.save_allocation(session, self.job_id, report)
             repository.add_event(
                 session,
@@ -77,17 +124,23 @@ class JobReporter:
                 data={"totals": totals},
             )
 
+        self._write(write)
+
     def stored_allocation(self) -> dict[str, Any]:
         """The allocation report stored when the job probed (a resumed attempt does not probe)."""
-        with self.database.transaction() as session:
-            report = repository.get_allocation(session, self.job_id)
+        report = self._read(lambda s: repository.get_allocation(s, self.job_id))
         assert report is not None, f"job {self.job_id} resumes but has no stored allocation"
         return report
 
     def training_metrics(self) -> list[dict[str, Any]]:
         """Every training step's metrics, as the job's events recorded them."""
-        with self.database.transaction() as session:
-            return repository.training_metrics(session, self.job_id)
+        return self._read(lambda s: repository.training_metrics(s, self.job_id))
+
+    def holds(self) -> bool:
+        """Whether this worker still holds the job (read now): before writing to the store."""
+        held = self._read(lambda s: repository.holder(s, self.job_id))
+        self.lost = self.lost or held is None or held[0] not in HOLDING or held[1] != self.worker_id
+        return not self.lost
 
     def should_stop(self) -> bool:
         """True once the job is no longer this worker's to run plainly (a cancel, or taken back);
@@ -95,41 +148,45 @@ class JobReporter:
         now = time.monotonic()
         if not self._stop and now - self._last_poll >= self.cancel_poll_s:
             self._last_poll = now
-            with self.database.transaction() as session:
-                held = repository.holder(session, self.job_id)
+            held = self._read(lambda s: repository.holder(s, self.job_id))
             self._stop = held != (JobStatus.RUNNING.value, self.worker_id)
         return self._stop
 
-    def succeed(self, result_files: list[str], trained_tokens: int, model_name: str) -> bool:
-        with self.database.transaction() as session:
-            return repository.move(
-                session,
+    def _finish(self, expected: Any, to: JobStatus, event: str, **values: Any) -> bool:
+        moved = self._write(
+            lambda s: repository.move(
+                s,
                 self.job_id,
-                expected=JobStatus.RUNNING,
-                to=JobStatus.SUCCEEDED,
-                event="The job has successfully completed",
+                expected=expected,
+                to=to,
+                event=event,
                 held_by=self.worker_id,
-                result_files=result_files,
-                trained_tokens=trained_tokens,
-                fine_tuned_model=model_name,
+                **values,
             )
+        )
+        return bool(moved)
+
+    def succeed(self, result_files: list[str], trained_tokens: int, model_name: str) -> bool:
+        # Only from running: a job cancelled while it exported ends cancelled (by the supervisor).
+        return self._finish(
+            JobStatus.RUNNING,
+            JobStatus.SUCCEEDED,
+            "The job has successfully completed",
+            result_files=result_files,
+            trained_tokens=trained_tokens,
+            fine_tuned_model=model_name,
+        )
 
     def cancelled(self, step: int) -> bool:
-        with self.database.transaction() as session:
-            return repository.move(
-                session,
-                self.job_id,
-                expected=HOLDING,
-                to=JobStatus.CANCELLED,
-                event=f"Job cancelled at step {step}",
-                held_by=self.worker_id,
-            )
+        return self._finish(HOLDING, JobStatus.CANCELLED, f"Job cancelled at step {step}")
 
     def fail(self, error: JobError) -> bool:
-        with self.database.transaction() as session:
-            return repository.fail(
-                session, self.job_id, error, expected=HOLDING, held_by=self.worker_id
+        moved = self._write(
+            lambda s: repository.fail(
+                s, self.job_id, error, expected=HOLDING, held_by=self.worker_id
             )
+        )
+        return bool(moved)
 
 
 class QuietReporter(JobReporter):

@@ -34,6 +34,8 @@ class WorkerSettings(BaseSettings):
     # How often the training child reads the job's status for a cancel (a DB read per step is cheap,
     # but with tiny steps this bounds the load).
     cancel_poll_s: float = Field(default=0.5, ge=0)
+    # How long a worker waits out a database it cannot reach (a restart) before a write gives up.
+    db_patience_s: float = Field(default=120.0, ge=0)
     # Last lines of a child's log copied into the failure event.
     log_tail_lines: int = Field(default=40, ge=1)
     # Where the child keeps local checkpoints and its log; default <GORA_DATA_DIR>/work.

@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-from service.core.db import Database
+from service.core.db import DATABASE_UNREACHABLE, Database
 from service.core.jobs import repository
 from service.core.jobs.errors import ErrorCode, JobError
 from service.core.jobs.lifecycle import HOLDING, JobStatus
@@ -44,27 +44,35 @@ def take_turn(hinted_job_id: str) -> str:
     database = Database(settings.database_url)
     worker_id = new_worker_id()
     try:
-        with database.transaction() as session:
-            job = claim_next(session, hinted_job_id, worker_id)
-            if job is None:
-                return "nothing to run"
-            job_id, pool, team_id = job.id, job.pool, job.team_id
-            processes = max(1, job.gpu_count or 0)
-            repository.add_event(
-                session, job_id, f"Started on worker {worker_id} (attempt {job.attempt})"
-            )
-            runnable = processes <= 1 or processes <= worker_gpus()
-            if not runnable:
-                refuse_gpu_count(session, job_id, worker_id, processes)
+        claimed = database.run(
+            lambda session: claim(session, hinted_job_id, worker_id),
+            patience_s=worker_settings.db_patience_s,
+        )
+        if claimed is None:
+            return "nothing to run"
+        job_id, pool, team_id, processes, runnable = claimed
         with bound(job_id, team_id):  # every line until the job ends names it and its team
             outcome = "failed"
             if runnable:
                 job_run = JobRun(database, settings, worker_settings, job_id, worker_id, processes)
                 outcome = job_run.supervise()
-            give_next_turn(database, settings, pool)
+            give_next_turn(database, settings, pool, worker_settings.db_patience_s)
             return f"{job_id}: {outcome}"
     finally:
         database.dispose()
+
+
+def claim(session, hinted_job_id: str, worker_id: str) -> tuple[str, str, str, int, bool] | None:
+    """Claims the job to run now: (id, pool, team, processes, runnable here), or None."""
+    job = claim_next(session, hinted_job_id, worker_id)
+    if job is None:
+        return None
+    processes = max(1, job.gpu_count or 0)
+    repository.add_event(session, job.id, f"Started on worker {worker_id} (attempt {job.attempt})")
+    runnable = processes <= 1 or processes <= worker_gpus()
+    if not runnable:
+        refuse_gpu_count(session, job.id, worker_id, processes)
+    return job.id, job.pool, job.team_id, processes, runnable
 
 
 def worker_gpus() -> int:
@@ -150,36 +158,50 @@ class JobRun:
         return self.record_exit(child.returncode)
 
     def check_in(self, beat: bool) -> tuple[bool, str | None]:
-        """(does this worker still hold the job, its status); stamps the heartbeat when ``beat``."""
-        with self.database.transaction() as session:
-            status = repository.status_of(session, self.job_id)
-            if beat:
-                held = repository.heartbeat(session, self.job_id, self.worker_id)
-            else:
-                held = status in HOLDING
+        """(does this worker still hold the job, its status); stamps the heartbeat when ``beat``.
+
+        A database it cannot reach (a restart) changes nothing: the child keeps training, and the
+        next check-in tells (a heartbeat missed for less than ``stale_after_s`` loses no job).
+        """
+        try:
+            with self.database.transaction() as session:
+                status = repository.status_of(session, self.job_id)
+                if beat:
+                    held = repository.heartbeat(session, self.job_id, self.worker_id)
+                else:
+                    held = status in HOLDING
+        except DATABASE_UNREACHABLE as exc:
+            log.warning("job %s: cannot check in (%s); the child keeps running", self.job_id, exc)
+            return True, None
         return held, status
 
     def record_exit(self, code: int) -> str:
         """The job's outcome once the child is gone; the child's own record wins when it wrote one."""
-        with self.database.transaction() as session:
-            status = repository.status_of(session, self.job_id)
-            if status == JobStatus.CANCELLING:
-                repository.move(
-                    session,
-                    self.job_id,
-                    expected=JobStatus.CANCELLING,
-                    to=JobStatus.CANCELLED,
-                    event="Job cancelled; its training process stopped",
-                    held_by=self.worker_id,
-                )
-                return "cancelled"
-            if status != JobStatus.RUNNING:
-                return status or "gone"
-            tail = log_tail(self.log_path, self.ws.log_tail_lines)
-            error = exit_error(code, take_rank_failure(self.work_root, self.job_id))
-            data = {"exit_code": code, "log_tail": tail}
-            repository.fail(session, self.job_id, error, held_by=self.worker_id, data=data)
-            return "failed"
+        failure = take_rank_failure(self.work_root, self.job_id)
+        return self.database.run(
+            lambda session: self._record_exit(session, code, failure),
+            patience_s=self.ws.db_patience_s,
+        )
+
+    def _record_exit(self, session, code: int, failure: JobError | None) -> str:
+        status = repository.status_of(session, self.job_id)
+        if status == JobStatus.CANCELLING:
+            repository.move(
+                session,
+                self.job_id,
+                expected=JobStatus.CANCELLING,
+                to=JobStatus.CANCELLED,
+                event="Job cancelled; its training process stopped",
+                held_by=self.worker_id,
+            )
+            return "cancelled"
+        if status != JobStatus.RUNNING:
+            return status or "gone"
+        tail = log_tail(self.log_path, self.ws.log_tail_lines)
+        error = exit_error(code, failure)
+        data = {"exit_code": code, "log_tail": tail}
+        repository.fail(session, self.job_id, error, held_by=self.worker_id, data=data)
+        return "failed"
 
 
 def log_tail(path: Path, lines: int) -> str:
@@ -207,9 +229,8 @@ def exit_error(exit_code: int, recorded: JobError | None = None) -> JobError:
     )
 
 
-def give_next_turn(database: Database, settings: Settings, pool: str) -> None:
+def give_next_turn(database: Database, settings: Settings, pool: str, patience_s: float) -> None:
     """A job that waited for its team's limit gets a message now that a running job has ended."""
-    with database.transaction() as session:
-        waiting = next_waiting(session, pool)
+    waiting = database.run(lambda session: next_waiting(session, pool), patience_s=patience_s)
     if waiting is not None:
         JobQueue(make_celery(settings)).enqueue(waiting, pool)

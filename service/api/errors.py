@@ -14,11 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.routing import OversizedInteger
+from service.core.db import DATABASE_UNREACHABLE
 from service.core.errors import Conflict, DomainError, InvalidRequest, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -139,16 +138,11 @@ async def _internal_error_response(request: Request, exc: Exception) -> JSONResp
     )
 
 
-# What SQLAlchemy raises when it cannot talk to the database: connection refused or lost
-# (OperationalError, InterfaceError), or no pooled connection free within pool_timeout.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, SQLAlchemyTimeoutError)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     # Async handlers: Starlette runs a sync one in a worker thread.
     app.add_exception_handler(DomainError, _domain_error_response)
     app.add_exception_handler(RequestValidationError, _validation_response)
     app.add_exception_handler(StarletteHTTPException, _http_error_response)
-    for error in DATABASE_UNAVAILABLE:
+    for error in DATABASE_UNREACHABLE:
         app.add_exception_handler(error, _database_error_response)
     app.add_exception_handler(Exception, _internal_error_response)

@@ -8,16 +8,21 @@ services) is written once against a sync ``Session``; the API runs it with ``Asy
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Stable constraint names, so that Alembic migrations name them the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -59,12 +64,21 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", sqlite_pragmas)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=10, **server_options())
+    # pre_ping: a worker outlives database restarts; a pooled connection the restart broke is
+    # replaced at checkout instead of failing the write (a round trip the API does not pay).
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, **server_options()
+    )
 
 
 def server_options() -> dict[str, Any]:
     # A database that is down must fail a request within seconds (a 503), not hang it.
     return {"pool_recycle": 1800, "pool_timeout": 10, "connect_args": {"connect_timeout": 5}}
+
+
+# What SQLAlchemy raises when it cannot talk to the database: connection refused or lost
+# (OperationalError, InterfaceError), or no pooled connection free within pool_timeout.
+DATABASE_UNREACHABLE = (OperationalError, InterfaceError, SQLAlchemyTimeoutError)
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -101,6 +115,26 @@ class Database:
         for follow_up in run_after_commit(session):
             with self.transaction() as later:
                 follow_up(later)
+
+    def run(self, work: Callable[[Session], T], *, patience_s: float = 0.0) -> T:
+        """``work(session)`` in a transaction of its own, tried again while the database cannot be
+        reached (a restart) for up to ``patience_s``; then its error is raised.
+
+        For the writes of long-lived processes (a worker outlives a database restart): ``work``
+        runs again from the start in a new transaction, so it must not have effects outside it.
+        """
+        deadline = time.monotonic() + patience_s
+        pause = 0.5
+        while True:
+            try:
+                with self.transaction() as session:
+                    return work(session)
+            except DATABASE_UNREACHABLE as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("database unreachable (%s); trying again in %.1f s", exc, pause)
+                time.sleep(pause)
+                pause = min(2 * pause, 10.0)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -209,9 +209,15 @@ def status_of(session: Session, job_id: str) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id))
 
 
-def holder(session: Session, job_id: str) -> tuple[str, str | None] | None:
-    """(status, the worker that holds it) as committed: the child's per-step stop check."""
-    row = session.execute(select(Job.status, Job.worker_id).where(Job.id == job_id)).one_or_none()
+def holder(session: Session, job_id: str, *, lock: bool = False) -> tuple[str, str | None] | None:
+    """(status, the worker that holds it) as committed: the child's per-step stop check.
+
+    ``lock`` keeps the job's row locked until the transaction ends (``FOR UPDATE`` on PostgreSQL;
+    SQLite serialises writers anyway): a write made because this worker still holds the job then
+    cannot interleave with the reconciler taking it back.
+    """
+    query = select(Job.status, Job.worker_id).where(Job.id == job_id)
+    row = session.execute(query.with_for_update() if lock else query).one_or_none()
     return (row.status, row.worker_id) if row is not None else None
 
 
