@@ -72,6 +72,9 @@ class JobCallbacks(TrainingCallbacks):
     def should_stop(self) -> bool:
         return self.reporter.should_stop()
 
+    def checkpoint_on_stop(self) -> bool:
+        return self.reporter.pausing()
+
 
 def reference_outputs(model, dataset, collator) -> dict[str, Any]:
     """The adapter model's logits on the first training row, for checking a downloaded adapter."""

@@ -61,8 +61,8 @@ class JobRecipe:
         data = self.setup()
         model, checkpoint = self.probe(data)
         result = self.train(model, data, checkpoint)
-        if result.cancelled:
-            self.reporter.cancelled(result.steps)
+        if result.cancelled:  # a cancel or a pause
+            self.reporter.stopped(result.steps)
         elif self.rank == 0:
             self.export(model, data, result)
 

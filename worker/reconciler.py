@@ -5,7 +5,8 @@
 - A ``running`` job whose heartbeat is older than ``stale_after_s`` lost its worker: it goes back to
   ``queued`` and is sent again; the next attempt resumes from its newest stored checkpoint. After
   ``max_attempts`` it fails with ``worker_lost`` instead.
-- A ``cancelling`` job with a stale heartbeat has no worker left to stop it: it becomes ``cancelled``.
+- A ``cancelling`` job with a stale heartbeat has no worker left to stop it: it becomes ``cancelled``;
+  a ``pausing`` one becomes ``paused`` (a resume continues from its last stored checkpoint).
 
 Every change is a guarded transition, so several reconcilers (one per worker host) can run at once.
 """
@@ -34,6 +35,7 @@ class Repairs:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
 
 
 def reconcile_once(database: Database, queue: JobQueue, ws: WorkerSettings) -> Repairs:
@@ -55,6 +57,17 @@ def recover_stale(database: Database, ws: WorkerSettings, repairs: Repairs) -> N
 
 def take_back(session, job, ws: WorkerSettings, repairs: Repairs) -> None:
     lost = f"its worker {job.worker_id} stopped sending heartbeats"
+    if job.status == JobStatus.PAUSING:  # it resumes from its last stored checkpoint
+        if repository.move(
+            session,
+            job.id,
+            expected=job.status,
+            to=JobStatus.PAUSED,
+            event=f"Job paused ({lost}); a resume continues from its last checkpoint",
+            worker_id=None,
+        ):
+            repairs.paused.append(job.id)
+        return
     if job.status == JobStatus.CANCELLING:
         if repository.move(
             session,
@@ -119,5 +132,5 @@ def run_forever(database: Database, queue: JobQueue, ws: WorkerSettings, stop: t
         except Exception:  # the next pass tries again; a database blip must not end the loop
             log.exception("reconciler pass failed")
             continue
-        if repairs.requeued or repairs.failed or repairs.cancelled or repairs.resent:
+        if any(vars(repairs).values()):
             log.info("reconciler: %s", repairs)

@@ -42,6 +42,7 @@ class JobReporter:
         self.lost = False  # the job was taken back from this worker
         self._last_poll = 0.0
         self._stop = False
+        self._pausing = False
         self._recorded_steps: set[int] | None = None
 
     def _write(self, write: Callable[[Session], T]) -> T | None:
@@ -150,7 +151,12 @@ class JobReporter:
             self._last_poll = now
             held = self._read(lambda s: repository.holder(s, self.job_id))
             self._stop = held != (JobStatus.RUNNING.value, self.worker_id)
+            self._pausing = held == (JobStatus.PAUSING.value, self.worker_id)
         return self._stop
+
+    def pausing(self) -> bool:
+        """Whether the stop ``should_stop`` found is a pause (the run checkpoints where it stops)."""
+        return self._pausing
 
     def _finish(self, expected: Any, to: JobStatus, event: str, **values: Any) -> bool:
         moved = self._write(
@@ -177,8 +183,23 @@ class JobReporter:
             fine_tuned_model=model_name,
         )
 
-    def cancelled(self, step: int) -> bool:
-        return self._finish(HOLDING, JobStatus.CANCELLED, f"Job cancelled at step {step}")
+    def stopped(self, step: int) -> bool:
+        """The end of a run that stopped before its last step: paused (its checkpoint at ``step`` is
+        stored; a resume continues from it, on any worker), or cancelled."""
+
+        def write(session: Session) -> bool:
+            if repository.status_of(session, self.job_id) == JobStatus.PAUSING:
+                return repository.move(
+                    session, self.job_id, expected=JobStatus.PAUSING, to=JobStatus.PAUSED,
+                    event=f"Job paused at step {step}; a resume continues from there",
+                    held_by=self.worker_id, worker_id=None,
+                )  # fmt: skip
+            return repository.move(
+                session, self.job_id, expected=HOLDING, to=JobStatus.CANCELLED,
+                event=f"Job cancelled at step {step}", held_by=self.worker_id,
+            )  # fmt: skip
+
+        return bool(self._write(write))
 
     def fail(self, error: JobError) -> bool:
         moved = self._write(
@@ -214,7 +235,7 @@ class QuietReporter(JobReporter):
     def succeed(self, result_files: list[str], trained_tokens: int, model_name: str) -> bool:
         return False
 
-    def cancelled(self, step: int) -> bool:
+    def stopped(self, step: int) -> bool:
         return False
 
     def fail(self, error: JobError) -> bool:

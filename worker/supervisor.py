@@ -185,6 +185,17 @@ class JobRun:
 
     def _record_exit(self, session, code: int, failure: JobError | None) -> str:
         status = repository.status_of(session, self.job_id)
+        if status == JobStatus.PAUSING:  # it ended before it could say so: its last checkpoint
+            repository.move(
+                session,
+                self.job_id,
+                expected=JobStatus.PAUSING,
+                to=JobStatus.PAUSED,
+                event="Job paused; a resume continues from its last checkpoint",
+                held_by=self.worker_id,
+                worker_id=None,
+            )
+            return "paused"
         if status == JobStatus.CANCELLING:
             repository.move(
                 session,

@@ -60,8 +60,8 @@ class TrainingCallbacks:
     """Hooks for the caller. Subclass and override what you need; all are no-ops by default.
 
     Called on the main process only (rank 0 in multi-GPU runs). ``should_stop`` is polled after every
-    optimizer step; once it returns True the run ends cleanly before the next step and the result
-    says ``cancelled=True``.
+    optimizer step; once it returns True the run ends cleanly before the next step (after saving a
+    checkpoint there when ``checkpoint_on_stop`` says so) and the result says ``cancelled=True``.
     """
 
     def on_progress(self, progress: Progress) -> None:
@@ -80,6 +80,11 @@ class TrainingCallbacks:
         """Something the user should know about, training continues."""
 
     def should_stop(self) -> bool:
+        return False
+
+    def checkpoint_on_stop(self) -> bool:
+        """Asked when ``should_stop`` said True: whether to save a checkpoint at the step the run
+        stops at (a pause, which a later run resumes from exactly there)."""
         return False
 
 

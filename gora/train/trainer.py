@@ -154,6 +154,10 @@ class CallbackBridge(TrainerCallback):
         if _any_rank(wants_stop, args.device):
             self.cancelled = True
             control.should_training_stop = True
+            # Every rank saves alike (rank 0 decides): the Trainer checkpoints before it stops.
+            wants_checkpoint = state.is_world_process_zero and self.callbacks.checkpoint_on_stop()
+            if _any_rank(wants_checkpoint, args.device):
+                control.should_save = True
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -104,8 +104,29 @@ async def list_jobs(
     response_model=JobOut,
     responses={409: error_response("The job has finished: only unfinished jobs can be cancelled")},
 )
-async def cancel_job(job_id: str, team: CurrentTeam, session: DbSession) -> JobOut:
-    return JobOut.of(await session.run_sync(service.cancel_job, team.id, job_id))
+async def cancel_job(job_id: str, team: CurrentTeam, session: DbSession, state: State) -> JobOut:
+    return JobOut.of(await session.run_sync(service.cancel_job, state.runtime, team.id, job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/pause",
+    response_model=JobOut,
+    description="A running job saves a checkpoint at its next step, frees its GPU and is "
+    "`paused` (`pausing` until then); a queued one is paused at once.",
+    responses={409: error_response("Only queued or running jobs can be paused")},
+)
+async def pause_job(job_id: str, team: CurrentTeam, session: DbSession, state: State) -> JobOut:
+    return JobOut.of(await session.run_sync(service.pause_job, state.runtime, team.id, job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/resume",
+    response_model=JobOut,
+    description="A paused job is queued again and continues from the checkpoint it paused at.",
+    responses={409: error_response("Only paused jobs can be resumed")},
+)
+async def resume_job(job_id: str, team: CurrentTeam, session: DbSession, state: State) -> JobOut:
+    return JobOut.of(await session.run_sync(service.resume_job, state.runtime, team.id, job_id))
 
 
 @router.get("/jobs/{job_id}/events", response_model=ListPage[EventOut])

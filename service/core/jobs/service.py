@@ -15,7 +15,7 @@ from service.core import ids
 from service.core.db import FollowUp, after_commit
 from service.core.errors import Conflict, InvalidRequest, NotFound
 from service.core.jobs import repository
-from service.core.jobs.lifecycle import TERMINAL, JobStatus
+from service.core.jobs.lifecycle import JobStatus
 from service.core.jobs.models import IdempotencyKey, Job
 from service.core.jobs.spec import JobCreate, JobSpec, build_spec
 from service.core.queue import JobQueue
@@ -154,33 +154,83 @@ def list_jobs(
     return repository.list_for_team(session, team_id, cursor, limit, metadata)
 
 
-def cancel_job(session: Session, team_id: str, job_id: str) -> Job:
-    """Queued jobs are cancelled at once; a running job goes to ``cancelling`` for its worker to stop.
+_STOPPING = "Cancellation requested; the worker stops at its next step"
 
-    A finished job (succeeded, failed or cancelled) is a conflict; one already ``cancelling`` is
-    answered as it is. Guarded updates race the worker's claim; on a lost race the status is read
-    again and the cancel retried, so the answer always reflects what the database holds.
+# What each request does from each status: the status it moves the job to and the event that says
+# so, or None where the job already is where the request leads (answered as it is). From a status
+# not listed the request is a conflict.
+_CONTROLS: dict[str, dict[str, tuple[JobStatus, str] | None]] = {
+    "cancel": {
+        JobStatus.QUEUED: (JobStatus.CANCELLED, "Job cancelled before it started"),
+        JobStatus.PAUSED: (JobStatus.CANCELLED, "Job cancelled while paused"),
+        JobStatus.RUNNING: (JobStatus.CANCELLING, _STOPPING),
+        JobStatus.PAUSING: (JobStatus.CANCELLING, _STOPPING),
+        JobStatus.CANCELLING: None,
+    },
+    "pause": {
+        JobStatus.QUEUED: (JobStatus.PAUSED, "Job paused before it started"),
+        JobStatus.RUNNING: (
+            JobStatus.PAUSING,
+            "Pause requested; the worker saves a checkpoint at its next step and frees its GPU",
+        ),
+        JobStatus.PAUSING: None,
+        JobStatus.PAUSED: None,
+    },
+    "resume": {
+        JobStatus.PAUSED: (
+            JobStatus.QUEUED,
+            "Job resumed; it continues from the checkpoint it paused at",
+        ),
+        JobStatus.QUEUED: None,
+    },
+}
+_REFUSED = {
+    "cancel": ("job_not_cancellable", "only unfinished jobs can be cancelled"),
+    "pause": ("job_not_pausable", "only queued or running jobs can be paused"),
+    "resume": ("job_not_paused", "only paused jobs can be resumed"),
+}
+
+
+def control_job(session: Session, runtime: Runtime, team_id: str, job_id: str, action: str) -> Job:
+    """Cancel, pause or resume (``action``), as ``_CONTROLS`` says for the job's status.
+
+    Guarded updates race the worker; on a lost race the status is read again and the request
+    tried again, so the answer always reflects what the database holds. A resumed job gets a
+    message to the queue of its pool after the commit.
     """
     job = get_job(session, team_id, job_id)
+    moves = _CONTROLS[action]
     for _ in range(3):
         status = repository.status_of(session, job.id)
-        if status == JobStatus.CANCELLING:
+        if status not in moves:
+            code, rule = _REFUSED[action]
+            raise Conflict(f"job {job.id} is {status}; {rule}", param="job_id", code=code)
+        move = moves[status]
+        if move is None:
             break
-        if status in TERMINAL:
-            raise Conflict(
-                f"job {job.id} has already {status}; only unfinished jobs can be cancelled",
-                param="job_id",
-                code="job_not_cancellable",
-            )
-        to, event = (
-            (JobStatus.CANCELLED, "Job cancelled before it started")
-            if status == JobStatus.QUEUED
-            else (JobStatus.CANCELLING, "Cancellation requested; the worker stops at its next step")
-        )
-        if repository.move(session, job.id, expected=status, to=to, event=event):
+        if repository.move(session, job.id, expected=status, to=move[0], event=move[1]):
+            if move[0] == JobStatus.QUEUED:
+                _enqueue_after_commit(session, runtime.queue, job.id, job.pool)
             break
     session.refresh(job)
     return job
+
+
+def cancel_job(session: Session, runtime: Runtime, team_id: str, job_id: str) -> Job:
+    """Queued and paused jobs are cancelled at once; a running one goes to ``cancelling`` for its
+    worker to stop. A finished job is a conflict."""
+    return control_job(session, runtime, team_id, job_id, "cancel")
+
+
+def pause_job(session: Session, runtime: Runtime, team_id: str, job_id: str) -> Job:
+    """A running job goes to ``pausing``: its worker saves a checkpoint at the next step, frees its
+    GPU and leaves it ``paused``. A queued job is paused at once."""
+    return control_job(session, runtime, team_id, job_id, "pause")
+
+
+def resume_job(session: Session, runtime: Runtime, team_id: str, job_id: str) -> Job:
+    """A paused job is queued again, to continue from the checkpoint it paused at."""
+    return control_job(session, runtime, team_id, job_id, "resume")
 
 
 def list_events(

@@ -57,10 +57,14 @@ class SupervisedMethod(BaseModel):
     hyperparameters: Hyperparameters | None = None
 
 
+# The methods this service trains (OpenAI's method.type); another is a 400 that lists these.
+SUPPORTED_METHODS = ("supervised",)
+
+
 class Method(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    type: Literal["supervised"] = "supervised"
+    type: Annotated[str, StringConstraints(max_length=64, pattern=PRINTABLE)] = "supervised"
     supervised: SupervisedMethod | None = None
 
 
@@ -155,15 +159,24 @@ def _check_task(model_source: dict[str, Any], training: StoredFile) -> str:
 
 
 def _given_hyperparameters(body: JobCreate) -> Hyperparameters:
-    nested = body.method.supervised if body.method and body.method.supervised else None
-    if nested is not None and nested.hyperparameters is not None:
-        if body.hyperparameters is not None:
-            raise InvalidRequest(
-                "give hyperparameters either at the top level or in method.supervised, not both",
-                param="hyperparameters",
-            )
-        return nested.hyperparameters
-    return body.hyperparameters or Hyperparameters()
+    """The hyperparameters as OpenAI's ``method.supervised.hyperparameters`` or, deprecated there
+    but still accepted, at the top level; both given must agree."""
+    method = body.method or Method()
+    if method.type not in SUPPORTED_METHODS:
+        raise InvalidRequest(
+            f"method.type {method.type!r} is not trained here; supported: "
+            + ", ".join(SUPPORTED_METHODS),
+            param="method.type",
+            code="unsupported_method",
+        )
+    nested = method.supervised.hyperparameters if method.supervised else None
+    if nested is not None and body.hyperparameters is not None and nested != body.hyperparameters:
+        raise InvalidRequest(
+            "hyperparameters and method.supervised.hyperparameters differ; give them once "
+            "(OpenAI's place is method.supervised.hyperparameters)",
+            param="hyperparameters",
+        )
+    return nested or body.hyperparameters or Hyperparameters()
 
 
 def resolve_hyperparameters(

@@ -401,6 +401,37 @@ def test_callbacks_receive_metrics_checkpoints_and_eval(tmp_path):
 
 
 # -- resume and accumulation ------------------------------------------------------------------------
+class Pauser(Recorder):
+    """Stops at ``stop_at`` and asks for a checkpoint there: a pause."""
+
+    def checkpoint_on_stop(self) -> bool:
+        return True
+
+
+def test_a_pause_checkpoints_where_it_stops_and_resumes_exactly(tmp_path):
+    rows = lm_rows(24)  # 12 steps over two epochs; checkpoints every 5: none at the pause, step 3
+    cfg = config(n_epochs=2, warmup_ratio=0.1, checkpoint_every=5, log_every=1, output_dir=tmp_path)
+    straight = causal_lora()
+    reference = train(straight, rows, collate, dataclasses_replace(cfg, output_dir=tmp_path / "a"))
+    paused = train(
+        causal_lora(), rows, collate, dataclasses_replace(cfg, output_dir=tmp_path / "b"), Pauser(3)
+    )
+    assert paused.cancelled and paused.steps == 3
+    checkpoint = latest_checkpoint(tmp_path / "b")
+    assert checkpoint.name == "checkpoint-3"  # saved at the pause, off the checkpoint grid
+    torch.manual_seed(0)
+    resumed_model = load_trainable_adapter(LlamaForCausalLM(tiny_config()), checkpoint)
+    resumed = train(
+        resumed_model, rows, collate, dataclasses_replace(cfg, output_dir=tmp_path / "b"),
+        resume_from_checkpoint=checkpoint,
+    )  # fmt: skip
+    assert resumed.losses == pytest.approx(reference.losses, rel=1e-5)
+    straight_params = dict(straight.named_parameters())
+    for name, param in resumed_model.named_parameters():
+        if param.requires_grad:
+            assert torch.allclose(param, straight_params[name], atol=1e-6), name
+
+
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
     rows = lm_rows(24)  # 6 steps per epoch at batch 4; two epochs; interrupted mid-epoch at step 4
     cfg = config(n_epochs=2, warmup_ratio=0.1, checkpoint_every=4, log_every=1, output_dir=tmp_path)

@@ -75,6 +75,18 @@ def test_auto_hyperparameters_and_method_form(client: TestClient, team: Team):
     assert auto["n_epochs"] == 10 and auto["learning_rate"] == 1e-4
 
 
+def test_the_same_hyperparameters_in_both_places_are_one(client: TestClient, team: Team):
+    hp = {"n_epochs": 2, "batch_size": 8}
+    job = create_job(
+        client,
+        team,
+        hyperparameters=hp,
+        method={"type": "supervised", "supervised": {"hyperparameters": hp}},
+    )
+    assert job["hyperparameters"]["n_epochs"] == 2 and job["hyperparameters"]["batch_size"] == 8
+    assert job["method"]["supervised"]["hyperparameters"] == job["hyperparameters"]
+
+
 def test_auto_learning_rate_depends_on_method_and_task(client: TestClient, team: Team):
     chat = upload(client, team, jsonl(support.CHAT[:3]))
     classes = upload(client, team, jsonl(support.CLASSIFICATION))
@@ -140,7 +152,8 @@ def test_bad_inputs_name_the_field(client: TestClient, team: Team, other_team: T
         "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
     }
     _refused(client, team, both, "hyperparameters")
-    _refused(client, team, {**base, "method": {"type": "dpo"}}, "method.type")
+    unknown = _refused(client, team, {**base, "method": {"type": "reinforcement"}}, "method.type")
+    assert unknown["code"] == "unsupported_method" and "supervised" in unknown["message"]
     _refused(client, team, {**base, "adapter": {"r_ref": 0}}, "adapter.r_ref")
     _refused(client, team, {**base, "adapter": {"r_ref": 10**9}}, "adapter.r_ref")
     _refused(client, team, {**base, "adapter": {"alpha": 0}}, "adapter.alpha", "invalid_adapter")
@@ -364,3 +377,45 @@ def test_a_number_too_long_to_parse_names_its_field(client: TestClient, team: Te
         "hyperparameters.n_epochs",
     )
     assert "4500 digits" in error["message"]
+
+
+def test_pause_and_resume_as_openai_has_them(client: TestClient, team: Team, database: Database):
+    """Queued: paused at once, resumed to the queue. Running: pausing until the worker has saved a
+    checkpoint at its next step; a finished or cancelling job refuses, naming why."""
+    queued = create_job(client, team)
+    paused = client.post(f"{JOBS}/{queued['id']}/pause", headers=team.headers)
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    again = client.post(f"{JOBS}/{queued['id']}/pause", headers=team.headers)
+    assert again.json()["status"] == "paused"  # already where the request leads
+    resumed = client.post(f"{JOBS}/{queued['id']}/resume", headers=team.headers)
+    assert resumed.status_code == 200 and resumed.json()["status"] == "queued"
+    running = create_job(client, team)
+    with database.transaction() as session:
+        assert repository.claim(session, running["id"], "worker-1")
+    pausing = client.post(f"{JOBS}/{running['id']}/pause", headers=team.headers).json()
+    assert pausing["status"] == "pausing" and pausing["finished_at"] is None
+    refused = client.post(f"{JOBS}/{running['id']}/resume", headers=team.headers)
+    assert_error(refused, 409, "job_id", "job_not_paused")
+    with database.transaction() as session:  # the worker saved its checkpoint and let go
+        assert repository.transition(
+            session, running["id"], expected=JobStatus.PAUSING, to=JobStatus.PAUSED, worker_id=None
+        )
+    cancelled = client.post(f"{JOBS}/{running['id']}/cancel", headers=team.headers).json()
+    assert cancelled["status"] == "cancelled"
+    refused = client.post(f"{JOBS}/{running['id']}/pause", headers=team.headers)
+    assert_error(refused, 409, "job_id", "job_not_pausable")
+    messages = [
+        e["message"]
+        for e in client.get(f"{JOBS}/{running['id']}/events", headers=team.headers).json()["data"]
+    ]
+    assert messages[:2] == ["Job cancelled while paused", messages[1]]
+    assert any(m.startswith("Pause requested") for m in messages)
+
+
+def test_openai_client_pauses_and_resumes(live_url: str, team: Team, client: TestClient):
+    from openai import OpenAI
+
+    job = create_job(client, team)
+    openai = OpenAI(base_url=f"{live_url}/v1", api_key=team.key)
+    assert openai.fine_tuning.jobs.pause(job["id"]).status == "paused"
+    assert openai.fine_tuning.jobs.resume(job["id"]).status == "queued"
