@@ -26,6 +26,8 @@ class Metrics:
     ``tokens_per_second`` counts trained tokens (see TrainingResult) per wall-clock second in this
     window; ``trained_tokens`` counts them since the start of the run, resumed runs included.
     ``grad_norm`` is taken before clipping, at ``step``; None when the backend does not report it.
+    ``accuracy``: the mean per-step share of trained tokens whose top prediction is the label (per
+    example for a classification head); OpenAI calls it ``mean_token_accuracy``.
     """
 
     step: int
@@ -35,6 +37,7 @@ class Metrics:
     tokens_per_second: float
     trained_tokens: int
     grad_norm: float | None
+    accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class CheckpointSaved:
 class EvalResult:
     step: int
     eval_loss: float
+    accuracy: float | None = None  # as Metrics.accuracy, over the whole eval set
 
 
 @dataclass(frozen=True)

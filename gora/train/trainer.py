@@ -16,6 +16,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from gora.train.accuracy import IGNORE_INDEX, AccuracyTally, accuracy_of
 from gora.train.config import TrainingConfig
 from gora.train.events import (
     CheckpointSaved,
@@ -29,8 +30,9 @@ from gora.train.events import (
 )
 from gora.train.optim import build_optimizer, parameter_role
 
-IGNORE_INDEX = -100
 TRAINED_TOKENS = "trained_tokens"
+ACCURACY = "mean_token_accuracy"  # OpenAI's name; per example for a classification head
+EVAL_ACCURACY = "eval_mean_token_accuracy"
 
 
 def count_trained_tokens(inputs: dict[str, Any]) -> torch.Tensor:
@@ -63,7 +65,7 @@ def loss_normalises_over_accumulation(model: torch.nn.Module) -> bool:
 
 
 class RecipeTrainer(Trainer):
-    """Trainer with our optimizer groups, a trained-token count, and that count in every log.
+    """Trainer with our optimizer groups, and a trained-token count and the accuracy in every log.
 
     ``parameter_role`` decides each trainable parameter's learning-rate group; a caller may replace
     it after ``TrainingRecipe.setup()`` and before training (the benchmark's non-LoRA baselines do).
@@ -77,6 +79,7 @@ class RecipeTrainer(Trainer):
             0  # all ranks, since step 0 (a resumed run starts from the checkpoint's)
         )
         self._pending_tokens: torch.Tensor | None = None  # this rank, since the last log
+        self._accuracy = {True: AccuracyTally(), False: AccuracyTally()}  # by model.training
         super().__init__(*args, **kwargs)
         if not loss_normalises_over_accumulation(self.model):
             self.model_accepts_loss_kwargs = False
@@ -95,21 +98,41 @@ class RecipeTrainer(Trainer):
         self._pending_tokens = tokens if pending is None else pending + tokens.to(pending.device)
         return super().training_step(model, inputs, num_items_in_batch)
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]
+        labels = inputs.get("labels")
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        logits = outputs.get("logits") if isinstance(outputs, dict) else None
+        self._accuracy[model.training].add(logits, labels)
+        return (loss, outputs) if return_outputs else loss
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
-            self.trained_tokens += self._drain_pending_tokens()
+            tokens, accuracy = self._drain(training=True)
+            self.trained_tokens += tokens
             # Stored in the log history, hence in every checkpoint's trainer_state.json: a resumed run
             # continues the count from there.
             logs[TRAINED_TOKENS] = self.trained_tokens
+            if accuracy is not None:
+                logs[ACCURACY] = accuracy
+        elif "eval_loss" in logs:
+            _, accuracy = self._drain(training=False)
+            if accuracy is not None:
+                logs[EVAL_ACCURACY] = accuracy
         super().log(logs, start_time)
 
-    def _drain_pending_tokens(self) -> int:
-        pending, self._pending_tokens = self._pending_tokens, None
-        if pending is None:
-            pending = torch.tensor(0, device=self.args.device)
+    def _drain(self, training: bool) -> tuple[int, float | None]:
+        """Trained tokens (training logs only) and accuracy since the last log, over all ranks."""
+        device = self.args.device
+        pending = self._pending_tokens if training else None
+        if training:
+            self._pending_tokens = None
+        tokens = torch.zeros(1, device=device) if pending is None else pending.reshape(1)
+        totals = torch.cat([tokens.to(device).float(), self._accuracy[training].drain(device)])
         if self.args.world_size > 1:  # every rank logs the same steps, so this collective is safe
-            pending = self.accelerator.reduce(pending.to(self.args.device), reduction="sum")
-        return int(pending)
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        return int(totals[0]), accuracy_of(totals[1:])
 
 
 def _any_rank(flag: bool, device: torch.device) -> bool:
@@ -133,6 +156,7 @@ class CallbackBridge(TrainerCallback):
         )
         self.cancelled = False
         self._window: list[float] = []
+        self._window_accuracy: list[float] = []
         self._window_start = (0.0, 0)  # (time, trained tokens) at the start of the metrics window
         self._last: dict[str, Any] = {}
 
@@ -163,11 +187,16 @@ class CallbackBridge(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "eval_loss" in logs:
-            self._emit(state, "on_eval", EvalResult(state.global_step, float(logs["eval_loss"])))
+            result = EvalResult(
+                state.global_step, float(logs["eval_loss"]), logs.get(EVAL_ACCURACY)
+            )
+            self._emit(state, "on_eval", result)
         if "loss" not in logs:
             return
         loss = float(logs["loss"])
         self._window.append(loss)
+        if ACCURACY in logs:
+            self._window_accuracy.append(float(logs[ACCURACY]))
         self._last = {"lr": logs.get("learning_rate", 0.0), "grad_norm": logs.get("grad_norm")}
         if self.config.detect_divergence:
             self._check_divergence(state, loss)
@@ -196,6 +225,7 @@ class CallbackBridge(TrainerCallback):
         start_time, start_tokens = self._window_start
         elapsed = max(now - start_time, 1e-9)
         grad_norm = self._last.get("grad_norm")
+        accuracies = self._window_accuracy
         metrics = Metrics(
             step=state.global_step,
             epoch=float(state.epoch or 0.0),
@@ -204,8 +234,9 @@ class CallbackBridge(TrainerCallback):
             tokens_per_second=(tokens - start_tokens) / elapsed,
             trained_tokens=tokens,
             grad_norm=None if grad_norm is None else float(grad_norm),
+            accuracy=sum(accuracies) / len(accuracies) if accuracies else None,
         )
-        self._window = []
+        self._window, self._window_accuracy = [], []
         self._window_start = (now, tokens)
         self._emit(state, "on_metrics", metrics)
 
