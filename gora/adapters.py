@@ -40,6 +40,18 @@ def infer_task_type(model: nn.Module) -> str | None:
     return _PEFT_TASK_TYPE.get(task_of_architecture(type(model).__name__) or "")
 
 
+def class_labels(model: nn.Module) -> dict[str, dict] | None:
+    """A classification model's label names both ways (``id2label`` with string ids, as in
+    transformers' config.json); None for other tasks."""
+    if task_of_architecture(type(model).__name__) != SEQUENCE_CLASSIFICATION:
+        return None
+    config = model.config
+    return {
+        "id2label": {str(i): name for i, name in sorted(config.id2label.items())},
+        "label2id": {name: int(i) for name, i in config.label2id.items()},
+    }
+
+
 def build_lora_config(
     cfg: GoraConfig, ranks: Mapping[str, int], task_type: str | None
 ) -> LoraConfig:
@@ -139,5 +151,7 @@ def get_gora_model(
     lora_config = build_lora_config(cfg, ranks, task_type or infer_task_type(base))
     model = get_peft_model(base, lora_config)
     _write_adapters(model, cfg, ranks, shapes, probe)
+    # Without the names, a downloaded classifier's outputs are bare indices.
+    report.config.update(class_labels(base) or {})
     model.gora_report = report
     return model

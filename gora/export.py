@@ -4,6 +4,10 @@ per-module ranks or scaling.
 ``format="peft"``: ``model.save_pretrained`` — ``adapter_model.safetensors`` and ``adapter_config.json``
 (with ``rank_pattern``, ``use_rslora``, ``init_lora_weights: true``) — plus ``gora_allocation.json``.
 
+A classification adapter also carries the base model's ``config.json``, whose ``id2label`` and
+``label2id`` name its outputs (``AutoConfig.from_pretrained(adapter_dir).id2label``); the allocation
+report's ``config`` holds the same two maps.
+
 ``format="uniform"``: every module's scaling ``s_i`` folded into ``B_i``, every module zero-padded to the
 largest rank used ``R``, and ``r = lora_alpha = R`` without rsLoRA, so each server computes scaling 1 and
 ``B'A' = s_i B_i A_i``: the same outputs (the padded rows and columns contribute exact zeros).
@@ -21,7 +25,7 @@ from peft.tuners.lora import LoraLayer
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 
-from gora.adapters import ADAPTER_NAME
+from gora.adapters import ADAPTER_NAME, class_labels
 from gora.report import REPORT_FILENAME
 
 FORMATS = ("peft", "uniform")
@@ -92,4 +96,11 @@ def save_adapter(model: PeftModel, out_dir: str | os.PathLike, format: str = "pe
     else:
         _save_uniform(model, out)
     _write_report(model, out)
+    _write_labels(model, out)
     return out
+
+
+def _write_labels(model: PeftModel, out_dir: Path) -> None:
+    base = model.get_base_model()
+    if class_labels(base) is not None:
+        base.config.save_pretrained(out_dir)  # config.json: transformers' place for label names

@@ -6,14 +6,18 @@ import dataclasses
 import hashlib
 import itertools
 import math
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gora.export import FORMATS as ADAPTER_FORMATS
+from gora.export import save_adapter
 from gora.train import TrainingCallbacks
-from service.core.storage import Storage
+from service.core.storage import Storage, checkpoint_adapter_key
 from worker import artifacts
 from worker.reporting import JobReporter
 
@@ -37,33 +41,94 @@ def rank_batches(batches: Iterable[Any], steps: int, rank: int, world: int) -> I
     return itertools.islice(batches, rank, rank + per_rank * world, world)
 
 
-class JobCallbacks(TrainingCallbacks):
-    """The recipe's events, written to the database and the store as they happen."""
+class StepPace:
+    """When training should end, from this attempt's measured time per step (wall clock: the
+    estimate is a date). The first step is left out of the pace: it holds one-off warm-up."""
 
-    def __init__(self, job_id: str, reporter: JobReporter, storage: Storage):
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self.clock = clock
+        self._first: tuple[float, int] | None = None  # (time, step) at the first step seen
+        self._last = (0.0, 0, 0)  # (time, step, total steps)
+
+    def observe(self, step: int, total_steps: int) -> None:
+        now = self.clock()
+        if self._first is None:
+            self._first = (now, step)
+        self._last = (now, step, total_steps)
+
+    def estimated_finish(self) -> datetime | None:
+        if self._first is None:
+            return None
+        (start, first_step), (now, step, total) = self._first, self._last
+        if step <= first_step:
+            return None
+        per_step = (now - start) / (step - first_step)
+        return datetime.fromtimestamp(now + per_step * max(total - step, 0), UTC)
+
+
+class JobCallbacks(TrainingCallbacks):
+    """The recipe's events, written to the database and the store as they happen.
+
+    ``model`` is the adapter model being trained: each checkpoint's adapter is exported from it in
+    both download formats, so a checkpoint is usable like a finished job's adapter.
+    """
+
+    def __init__(
+        self, job_id: str, reporter: JobReporter, storage: Storage, model=None, export_dir=None
+    ):
         self.job_id, self.reporter, self.storage = job_id, reporter, storage
+        self.model, self.export_dir = model, export_dir
         self.last_metrics: dict[str, Any] = {}
+        self.last_eval: dict[str, Any] = {}
+        self.pace = StepPace()
+
+    def on_progress(self, progress) -> None:
+        self.pace.observe(progress.step, progress.total_steps)
 
     def on_metrics(self, metrics) -> None:
         values = dataclasses.asdict(metrics)
         values["tokens_per_s"] = values.pop("tokens_per_second")
         self.last_metrics = values
-        self.reporter.metrics(values)
+        self.reporter.metrics(values, estimated_finish=self.pace.estimated_finish())
 
     def on_checkpoint(self, saved) -> None:
         if not self.reporter.holds():  # taken back: the worker that runs it now owns its files
             return
         key = artifacts.checkpoint_key(self.job_id, saved.step)
         artifacts.upload_dir(self.storage, Path(saved.path), key)
-        metrics = {k: self.last_metrics.get(k) for k in ("loss", "trained_tokens")}
-        self.reporter.checkpoint(saved.step, key, metrics)
+        if self.model is not None and self.export_dir is not None:
+            self._export_adapters(saved.step)
+        self.reporter.checkpoint(saved.step, key, self.checkpoint_metrics(saved.step))
+
+    def checkpoint_metrics(self, step: int) -> dict[str, Any]:
+        """OpenAI's checkpoint metrics (the latest report and evaluation at or before ``step``),
+        plus the trained tokens; a value the run has not measured is left out."""
+        train, valid = self.last_metrics, self.last_eval
+        values = {
+            "step": step,
+            "train_loss": train.get("loss"),
+            "train_mean_token_accuracy": train.get("accuracy"),
+            "valid_loss": valid.get("valid_loss"),
+            "valid_mean_token_accuracy": valid.get("valid_mean_token_accuracy"),
+            "trained_tokens": train.get("trained_tokens"),
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    def _export_adapters(self, step: int) -> None:
+        for adapter_format in ADAPTER_FORMATS:
+            local = save_adapter(
+                self.model, Path(self.export_dir) / f"step-{step}" / adapter_format, adapter_format
+            )
+            key = checkpoint_adapter_key(self.job_id, step, adapter_format)
+            artifacts.upload_dir(self.storage, local, key)
 
     def on_eval(self, result) -> None:
+        values = {"step": result.step, "valid_loss": result.eval_loss}
+        if result.accuracy is not None:
+            values["valid_mean_token_accuracy"] = result.accuracy
+        self.last_eval = values
         self.reporter.event(
-            f"Step {result.step}: validation loss={result.eval_loss:.4f}",
-            type="metrics",
-            step=result.step,
-            valid_loss=result.eval_loss,
+            f"Step {result.step}: validation loss={result.eval_loss:.4f}", type="metrics", **values
         )
 
     def on_warning(self, warning) -> None:

@@ -19,19 +19,22 @@ from gora import GoraConfig, get_gora_model, load_base_model
 from gora.data.encoding import build_dataset, build_label_map
 from gora.data.formats import DataFormatError, read_jsonl_lines
 from gora.data.loading import collator_for, make_batches
+from gora.export import FORMATS as ADAPTER_FORMATS
 from gora.export import save_adapter
 from gora.model_registry import ModelLoadError
 from gora.report import AllocationReport
 from gora.targets import TargetModulesNotFound
 from gora.train import TrainingDiverged, TrainingResult, latest_checkpoint, train
 from gora.train.checkpoints import load_trainable_adapter
+from service.core import ids
 from service.core.jobs.errors import ErrorCode, JobUserError
 from service.core.jobs.lifecycle import JobPhase
-from service.core.storage import Storage, adapter_key, job_key
+from service.core.storage import Storage, adapter_key, file_key, job_key
 from worker import artifacts
 from worker.callbacks import JobCallbacks, probe_with_progress, rank_batches, reference_outputs
 from worker.plan import JobPlan, training_config
-from worker.reporting import JobReporter
+from worker.reporting import JobReporter, ResultFile
+from worker.results import RESULT_FILENAME, step_metrics_csv
 from worker.workspace import Workspace
 
 REFERENCE_OUTPUTS = "reference_outputs.json"
@@ -179,7 +182,9 @@ class JobRecipe:
         self.reporter.phase(
             JobPhase.TRAINING, f"Training: {config.n_epochs} epochs, batch {config.batch_size}"
         )
-        callbacks = JobCallbacks(self.plan.job_id, self.reporter, self.storage)
+        callbacks = JobCallbacks(
+            self.plan.job_id, self.reporter, self.storage, model, self.work.export / "checkpoints"
+        )
         try:
             return train(
                 model, data.train, data.collator, config, callbacks, data.valid, checkpoint
@@ -197,16 +202,22 @@ class JobRecipe:
             return
         if self.world > 1:  # the reference pass runs on the CPU, as in one process
             model = model.to("cpu")
-        files = []
-        for adapter_format in ("peft", "uniform"):  # each with its gora_allocation.json
+        for adapter_format in ADAPTER_FORMATS:  # each with its gora_allocation.json
             local = save_adapter(model, self.work.export / adapter_format, format=adapter_format)
-            files.append(adapter_key(job_id, adapter_format))
-            artifacts.upload_dir(self.storage, local, files[-1])
+            artifacts.upload_dir(self.storage, local, adapter_key(job_id, adapter_format))
         # The metrics as the job's events recorded them: every step, across resumed attempts.
-        files.append(job_key(job_id, METRICS))
-        artifacts.upload_jsonl(self.storage, files[-1], self.reporter.training_metrics())
-        files.append(job_key(job_id, REFERENCE_OUTPUTS))
+        train_metrics = self.reporter.training_metrics()
+        artifacts.upload_jsonl(self.storage, job_key(job_id, METRICS), train_metrics)
         reference = reference_outputs(model, data.train, data.collator)
-        artifacts.upload_json(self.storage, files[-1], reference)
+        artifacts.upload_json(self.storage, job_key(job_id, REFERENCE_OUTPUTS), reference)
+        result_file = self._store_result_file(train_metrics)
         name = f"{self.plan.model_name}:gora:{job_id}"
-        self.reporter.succeed(files, result.trained_tokens, name)
+        if not self.reporter.succeed(result_file, result.trained_tokens, name):
+            self.storage.delete(file_key(result_file.file_id))  # no row will ever name it
+
+    def _store_result_file(self, train_metrics: list[dict[str, Any]]) -> ResultFile:
+        content, rows = step_metrics_csv(train_metrics, self.reporter.validation_metrics())
+        file_id = ids.new_id(ids.FILE)
+        with self.storage.open_write(file_key(file_id)) as target:
+            target.write(content)
+        return ResultFile(file_id, RESULT_FILENAME, len(content), rows)

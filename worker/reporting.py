@@ -12,17 +12,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from service.core.db import Database
+from service.core.files import service as files
 from service.core.jobs import repository
 from service.core.jobs.errors import JobError
 from service.core.jobs.lifecycle import HOLDING, JobStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """A file the job wrote for its team (``step_metrics.csv``), stored under ``files/<file_id>``."""
+
+    file_id: str
+    filename: str
+    size: int
+    rows: int
 
 
 class JobReporter:
@@ -83,9 +96,10 @@ class JobReporter:
 
         self._write(write)
 
-    def metrics(self, values: dict[str, Any]) -> None:
+    def metrics(self, values: dict[str, Any], estimated_finish: datetime | None = None) -> None:
         """A training step's metrics event, once per step: a run resumed from a checkpoint repeats
-        the steps an earlier attempt ran past it, and those already have theirs."""
+        the steps an earlier attempt ran past it, and those already have theirs. The job's
+        estimated finish moves with each report."""
         if self._recorded_steps is None:
             self._recorded_steps = self._read(
                 lambda s: repository.training_metric_steps(s, self.job_id)
@@ -98,7 +112,11 @@ class JobReporter:
         def write(session: Session) -> None:
             repository.add_event(session, self.job_id, message, type="metrics", data=values)
             repository.record_progress(
-                session, self.job_id, self.worker_id, trained_tokens=values["trained_tokens"]
+                session,
+                self.job_id,
+                self.worker_id,
+                trained_tokens=values["trained_tokens"],
+                estimated_finish=estimated_finish,
             )
 
         self._write(write)
@@ -137,6 +155,10 @@ class JobReporter:
         """Every training step's metrics, as the job's events recorded them."""
         return self._read(lambda s: repository.training_metrics(s, self.job_id))
 
+    def validation_metrics(self) -> list[dict[str, Any]]:
+        """Every evaluation's metrics, as the job's events recorded them."""
+        return self._read(lambda s: repository.validation_metrics(s, self.job_id))
+
     def holds(self) -> bool:
         """Whether this worker still holds the job (read now): before writing to the store."""
         held = self._read(lambda s: repository.holder(s, self.job_id))
@@ -172,16 +194,31 @@ class JobReporter:
         )
         return bool(moved)
 
-    def succeed(self, result_files: list[str], trained_tokens: int, model_name: str) -> bool:
-        # Only from running: a job cancelled while it exported ends cancelled (by the supervisor).
-        return self._finish(
-            JobStatus.RUNNING,
-            JobStatus.SUCCEEDED,
-            "The job has successfully completed",
-            result_files=result_files,
-            trained_tokens=trained_tokens,
-            fine_tuned_model=model_name,
-        )
+    def succeed(self, result: ResultFile, trained_tokens: int, model_name: str) -> bool:
+        """Succeeded, with ``result`` (its bytes stored) recorded as the team's file in the same
+        transaction. Only from running: a job cancelled while it exported ends cancelled."""
+
+        def write(session: Session) -> bool:
+            moved = repository.move(
+                session,
+                self.job_id,
+                expected=JobStatus.RUNNING,
+                to=JobStatus.SUCCEEDED,
+                event="The job has successfully completed",
+                held_by=self.worker_id,
+                result_files=[result.file_id],
+                trained_tokens=trained_tokens,
+                fine_tuned_model=model_name,
+            )
+            if moved:
+                job = repository.get(session, self.job_id)
+                assert job is not None
+                files.record_result(
+                    session, job.team_id, result.file_id, result.filename, result.size, result.rows
+                )
+            return moved
+
+        return bool(self._write(write))
 
     def stopped(self, step: int) -> bool:
         """The end of a run that stopped before its last step: paused (its checkpoint at ``step`` is
@@ -220,7 +257,7 @@ class QuietReporter(JobReporter):
     def phase(self, phase: str, message: str, **data: Any) -> None:
         self.event(message)
 
-    def metrics(self, values: dict[str, Any]) -> None:
+    def metrics(self, values: dict[str, Any], estimated_finish: datetime | None = None) -> None:
         pass
 
     def checkpoint(self, step: int, storage_key: str, metrics: dict[str, Any]) -> None:
@@ -232,7 +269,7 @@ class QuietReporter(JobReporter):
     def should_stop(self) -> bool:
         return False
 
-    def succeed(self, result_files: list[str], trained_tokens: int, model_name: str) -> bool:
+    def succeed(self, result: ResultFile, trained_tokens: int, model_name: str) -> bool:
         return False
 
     def stopped(self, step: int) -> bool:

@@ -43,7 +43,8 @@ class TrainingConfig:
     ``batch_size * grad_accum_steps * world_size`` examples. ``max_steps`` caps the number of optimizer
     steps that ``n_epochs`` implies. ``checkpoint_every = 0`` turns checkpoints off; ``keep_checkpoints =
     None`` keeps all of them. ``output_dir = None`` trains in a temporary directory (no checkpoints kept).
-    The divergence guard warns once when the smoothed loss passes ``divergence_warn_ratio`` times the
+    With an eval dataset, training evaluates every ``eval_every`` steps, before each checkpoint, and at
+    the last step. The divergence guard warns once when the smoothed loss passes ``divergence_warn_ratio`` times the
     initial loss and stops training with ``TrainingDiverged`` past ``divergence_stop_ratio`` times it, or
     at the first non-finite loss.
     """

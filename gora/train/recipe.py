@@ -168,9 +168,11 @@ class TrainingRecipe:
         start = time.perf_counter()
         resume = str(resume_from_checkpoint) if resume_from_checkpoint is not None else None
         self.trainer.train(resume_from_checkpoint=resume)
-        final_eval = self.eval_dataset is not None and self.config.eval_every is None
+        state = self.trainer.state
+        evaluated = [entry["step"] for entry in state.log_history if "eval_loss" in entry]
+        final_eval = self.eval_dataset is not None and evaluated[-1:] != [state.global_step]
         if final_eval and not self.bridge.cancelled:
-            self.trainer.evaluate()  # one eval at the end; the bridge reports it
+            self.trainer.evaluate()  # the end is always evaluated; the bridge reports it
         return self._result(time.perf_counter() - start)
 
     def _result(self, wall_time_s: float) -> TrainingResult:

@@ -182,6 +182,10 @@ class CallbackBridge(TrainerCallback):
             wants_checkpoint = state.is_world_process_zero and self.callbacks.checkpoint_on_stop()
             if _any_rank(wants_checkpoint, args.device):
                 control.should_save = True
+        elif control.should_save and self.trainer.eval_dataset is not None:
+            # Every checkpoint carries its validation metrics (the Trainer evaluates before it
+            # saves); a pause's checkpoint does not wait for an evaluation.
+            control.should_evaluate = True
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):

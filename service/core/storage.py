@@ -33,6 +33,12 @@ def adapter_key(job_id: str, adapter_format: str) -> str:
     return job_key(job_id, "adapter", adapter_format)
 
 
+def checkpoint_adapter_key(job_id: str, step: int, adapter_format: str) -> str:
+    """A checkpoint's adapter, exported like the final one (beside the checkpoint itself, under
+    its own prefix, so that a resume that lists ``checkpoints/`` finds only training state)."""
+    return job_key(job_id, "checkpoint-adapters", f"step-{step}", adapter_format)
+
+
 class Storage:
     def __init__(self, url: str):
         self.url = url

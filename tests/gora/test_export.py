@@ -9,11 +9,12 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 from torch import nn
+from transformers import AutoConfig, LlamaForSequenceClassification
 from transformers.modeling_outputs import ModelOutput
 
 from gora import GoraConfig, get_gora_model, save_adapter
 from gora.export import lora_layers
-from tests.helpers.models import make_batches, make_tiny_llama
+from tests.helpers.models import make_batches, make_tiny_llama, tiny_llama_config
 
 
 @pytest.fixture
@@ -136,3 +137,48 @@ def test_rank_zero_layers_are_excluded_and_reload(tmp_path):
         torch.testing.assert_close(
             reloaded.base_model.model.live(x), model.base_model.model.live(x)
         )
+
+
+def tiny_classifier(seed: int = 0) -> LlamaForSequenceClassification:
+    """Three named classes, in the order the service sorts labels (not alphabetical here)."""
+    torch.manual_seed(seed)
+    names = ["sport", "money", "grain"]
+    config = tiny_llama_config(
+        num_labels=3,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        pad_token_id=0,
+    )
+    return LlamaForSequenceClassification(config)
+
+
+def test_a_classification_adapter_names_its_labels_on_a_fresh_base(tmp_path):
+    batches = [
+        {"input_ids": b["input_ids"], "labels": b["input_ids"][:, 0] % 3} for b in make_batches()
+    ]
+    model = get_gora_model(tiny_classifier(), GoraConfig(r_ref=4, probe_steps=3), batches).eval()
+    save_adapter(model, tmp_path)
+    report = json.loads((tmp_path / "gora_allocation.json").read_text())
+    assert report["config"]["id2label"] == {"0": "sport", "1": "money", "2": "grain"}
+    assert report["config"]["label2id"] == {"sport": 0, "money": 1, "grain": 2}
+    # A user with only the archive: the label names from the archive's config, a base model
+    # that knows no names, PEFT's loader, and predictions read as names.
+    labels = AutoConfig.from_pretrained(tmp_path)
+    fresh = tiny_classifier()  # the same pretrained weights, its names forgotten
+    fresh.config.id2label = {i: f"LABEL_{i}" for i in range(3)}
+    assert labels.id2label == {0: "sport", 1: "money", 2: "grain"}
+    fresh.config.id2label, fresh.config.label2id = labels.id2label, labels.label2id
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path).eval()
+    ids = make_batches(seed=7)[0]["input_ids"]
+    with torch.no_grad():
+        predicted = reloaded(input_ids=ids).logits.argmax(-1)
+        expected = model(input_ids=ids).logits.argmax(-1)
+    names = [reloaded.config.id2label[int(i)] for i in predicted]
+    assert names == [model.config.id2label[int(i)] for i in expected]
+    assert set(names) <= {"sport", "money", "grain"}
+
+
+def test_a_causal_lm_adapter_has_no_label_config(trained_model, tmp_path):
+    save_adapter(trained_model, tmp_path)
+    assert not (tmp_path / "config.json").exists()
+    assert "id2label" not in json.loads((tmp_path / "gora_allocation.json").read_text())["config"]

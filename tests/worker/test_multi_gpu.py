@@ -101,7 +101,10 @@ def test_two_rank_job_writes_once_and_probes_like_one_process(stack, team, start
     storage = Storage(stack.settings.storage_url)
     with storage.open_read(job_key(two["id"], "metrics.jsonl")) as handle:
         assert len(handle.read().splitlines()) == 2  # one line per step, rank 0's
-    assert adapter_key(two["id"], "peft") in done["result_files"]
+    assert storage.list_files(adapter_key(two["id"], "peft"))
+    (result_file,) = done["result_files"]  # step_metrics.csv: one row per step, rank 0's
+    csv = stack.client.get(f"/v1/files/{result_file}/content", headers=team.headers)
+    assert [line.split(",")[0] for line in csv.text.splitlines()] == ["step", "1", "2"]
 
     child_log = stack.settings.data_dir / "work" / "logs" / f"{two['id']}.log"
     text = child_log.read_text(errors="replace")

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gora.data.formats import validate_lines
 from service.core.db import Database
+from service.core.files import repository as files_repository
 from service.core.files import service as files
 from service.core.jobs import repository
 from service.core.jobs import service as jobs
@@ -20,7 +22,9 @@ from service.core.runtime import Runtime
 from service.core.settings import Settings
 from service.core.teams import service as teams
 from tests.helpers.api import CHAT, jsonl
-from worker.reporting import JobReporter
+from worker.reporting import JobReporter, ResultFile
+
+RESULT = ResultFile("file-" + "r" * 24, "m.csv", 12, 3)
 
 
 @pytest.fixture
@@ -70,16 +74,23 @@ def test_a_worker_whose_job_was_taken_back_writes_nothing_more(database: Databas
     stale.event("late event")
     stale.metrics({"step": 3, "loss": 1.0, "trained_tokens": 10})
     stale.checkpoint(3, "jobs/x/checkpoints/step-3", {"loss": 1.0})
-    assert not stale.succeed(["x"], 10, "m")
+    assert not stale.succeed(RESULT, 10, "m")
     assert not stale.fail(JobError(ErrorCode.INTERNAL_ERROR, "boom"))
     assert stale.lost and stale.should_stop() and not stale.holds()
     assert _events(database, job_id) == before  # nothing at all
     current = JobReporter(database, job_id, "worker-b", cancel_poll_s=0)
-    current.metrics({"step": 3, "loss": 1.0, "trained_tokens": 10})
-    assert current.succeed(["x"], 10, "m") and not current.lost
+    finish = datetime(2027, 1, 1, tzinfo=UTC)
+    current.metrics({"step": 3, "loss": 1.0, "trained_tokens": 10}, estimated_finish=finish)
+    with database.transaction() as session:
+        assert repository.get(session, job_id).estimated_finish == finish
+    assert current.succeed(RESULT, 10, "m") and not current.lost
     with database.transaction() as session:
         job = repository.get(session, job_id)
         assert (job.status, job.worker_id, job.trained_tokens) == ("succeeded", "worker-b", 10)
+        # The result file is the team's, recorded with the success.
+        assert job.result_files == [RESULT.file_id]
+        stored = files_repository.get_for_team(session, job.team_id, RESULT.file_id)
+        assert (stored.purpose, stored.filename, stored.rows) == ("fine-tune-results", "m.csv", 3)
     assert _events(database, job_id)[-2:] == [
         "Step 3: training loss=1.0000",
         "The job has successfully completed",
@@ -92,5 +103,5 @@ def test_a_cancel_while_exporting_does_not_end_in_success(database: Database, jo
         assert repository.transition(
             session, job_id, expected=JobStatus.RUNNING, to=JobStatus.CANCELLING
         )
-    assert not reporter.succeed(["x"], 1, "m")  # the supervisor records it as cancelled
+    assert not reporter.succeed(RESULT, 1, "m")  # the supervisor records it as cancelled
     assert reporter.should_stop() and not reporter.lost

@@ -1,11 +1,13 @@
-"""``/v1/files``: upload (multipart, streamed), list, retrieve, delete."""
+"""``/v1/files``: upload (multipart, streamed), list, retrieve, download the content, delete."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import Query, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from service.api.auth import CurrentTeam
 from service.api.db import DbSession
@@ -100,6 +102,29 @@ async def list_files(
 @router.get("/files/{file_id}", response_model=FileOut)
 async def retrieve_file(file_id: str, team: CurrentTeam, session: DbSession) -> FileOut:
     return FileOut.of(await session.run_sync(service.get_file, team.id, file_id))
+
+
+@router.get(
+    "/files/{file_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}, "text/csv": {}}}},
+    description="The file's bytes as stored: an upload, or a job's `step_metrics.csv`.",
+)
+async def file_content(
+    file_id: str, team: CurrentTeam, session: DbSession, state: State
+) -> StreamingResponse:
+    row = await session.run_sync(service.get_file, team.id, file_id)
+    store = state.runtime.storage
+    media = "text/csv" if row.filename.endswith(".csv") else "application/octet-stream"
+    # The stored name may hold quotes or non-Latin-1 characters: an ASCII fallback, and the exact
+    # name percent-encoded (RFC 6266's filename*).
+    plain = "".join(c if c.isascii() and c not in '"\\' else "_" for c in row.filename)
+    disposition = f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(row.filename)}"
+    return StreamingResponse(
+        iterate_in_threadpool(store.iter_bytes(row.storage_key)),
+        media_type=media,
+        headers={"Content-Disposition": disposition, "Content-Length": str(row.bytes)},
+    )
 
 
 @router.delete(

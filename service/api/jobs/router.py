@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import CurrentTeam
 from service.api.db import DbSession
-from service.api.deps import After, Limit, State, app_state
+from service.api.deps import After, AppState, Limit, State, app_state
 from service.api.jobs.archive import stream_tar_gz
 from service.api.jobs.heatmap import render_heatmap
 from service.api.jobs.schemas import AllocationOut, CheckpointOut, EventOut, JobOut
@@ -210,13 +210,39 @@ async def download_adapter(
             param="job_id",
             code="adapter_not_ready",
         )
-    store = state.runtime.storage
     prefix = storage.adapter_key(job.id, format)
+    return await _adapter_archive(state, prefix, f"{job.id}-{format}", f"job {job.id}")
+
+
+@router.get(
+    "/jobs/{job_id}/checkpoints/{checkpoint_id}/adapter",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/gzip": {}}}},
+    description="A checkpoint's adapter as a .tar.gz, in the same two formats as the job's.",
+)
+async def download_checkpoint_adapter(
+    job_id: str,
+    checkpoint_id: str,
+    team: CurrentTeam,
+    session: DbSession,
+    state: State,
+    format: Annotated[Literal["peft", "uniform"], Query()] = "peft",
+) -> StreamingResponse:
+    row = await session.run_sync(service.get_checkpoint, team.id, job_id, checkpoint_id)
+    prefix = storage.checkpoint_adapter_key(row.job_id, row.step, format)
+    name = f"{row.job_id}-step-{row.step}-{format}"
+    return await _adapter_archive(state, prefix, name, f"checkpoint {row.id}")
+
+
+async def _adapter_archive(
+    state: AppState, prefix: str, name: str, owner: str
+) -> StreamingResponse:
+    store = state.runtime.storage
     if not await run_in_threadpool(store.list_files, prefix):
+        fmt = prefix.rsplit("/", 1)[-1]
         raise NotFound(
-            f"job {job.id} has no {format} adapter stored", param="format", code="adapter_not_found"
+            f"{owner} has no {fmt} adapter stored", param="format", code="adapter_not_found"
         )
-    name = f"{job.id}-{format}"
     return StreamingResponse(
         stream_tar_gz(store, prefix, name),
         media_type="application/gzip",

@@ -66,6 +66,8 @@ class JobOut(BaseModel):
             seed=job.seed,
             status=job.status,
             trained_tokens=job.trained_tokens,
+            # Only while it trains: a queued, paused or finished job has no finish to estimate.
+            estimated_finish=to_unix(job.estimated_finish) if job.status == "running" else None,
             training_file=job.training_file_id,
             validation_file=job.validation_file_id,
             metadata=job.user_metadata,

@@ -12,6 +12,7 @@ from service.core.clock import utcnow
 from service.core.db import Base
 
 PURPOSE_FINE_TUNE = "fine-tune"
+PURPOSE_RESULTS = "fine-tune-results"  # what a job writes (OpenAI's purpose for step_metrics.csv)
 
 
 class FileStatus:

@@ -9,7 +9,7 @@ from service.core import ids, storage
 from service.core.db import after_commit
 from service.core.errors import Conflict, InvalidRequest, NotFound
 from service.core.files import repository
-from service.core.files.models import PURPOSE_FINE_TUNE, FileStatus, StoredFile
+from service.core.files.models import PURPOSE_FINE_TUNE, PURPOSE_RESULTS, FileStatus, StoredFile
 from service.core.jobs import repository as jobs_repository
 from service.core.storage import Storage
 
@@ -67,6 +67,24 @@ def record_upload(
         rows=report.rows,
         labels=report.labels,
         errors=[error.as_dict() for error in report.errors],
+        storage_key=storage.file_key(file_id),
+    )
+    repository.add(session, row)
+    return row
+
+
+def record_result(
+    session: Session, team_id: str, file_id: str, filename: str, size: int, rows: int
+) -> StoredFile:
+    """The row of a file a job wrote (its bytes already stored under ``files/<id>``)."""
+    row = StoredFile(
+        id=file_id,
+        team_id=team_id,
+        filename=filename,
+        purpose=PURPOSE_RESULTS,
+        bytes=size,
+        status=FileStatus.PROCESSED,
+        rows=rows,
         storage_key=storage.file_key(file_id),
     )
     repository.add(session, row)

@@ -59,8 +59,10 @@ class Job(Base):
     phase: Mapped[str | None] = mapped_column(String(20), default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # {code, message, param}
     fine_tuned_model: Mapped[str | None] = mapped_column(String(300), default=None)
-    result_files: Mapped[list[Any]] = mapped_column(default=list)
+    result_files: Mapped[list[Any]] = mapped_column(default=list)  # file ids (step_metrics.csv)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # When training should end, from the step time measured so far (updated at each report).
+    estimated_finish: Mapped[datetime | None] = mapped_column(default=None)
     # Which worker holds the job, how many times it was claimed, and when it last said it was alive.
     worker_id: Mapped[str | None] = mapped_column(String(200), default=None)
     attempt: Mapped[int] = mapped_column(default=0)

@@ -103,7 +103,11 @@ def transition(
         check_transition(current, to)
     if to in TERMINAL:
         values.setdefault("finished_at", utcnow())
-    return _update(session, job_id, allowed, held_by, status=to, **values)
+    moved = _update(session, job_id, allowed, held_by, status=to, **values)
+    if moved and to in webhooks.EVENT_OF_STATUS:
+        team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
+        webhooks.notify_job_status(session, team_id, job_id, to)  # sent once this commits
+    return moved
 
 
 def _update(
@@ -316,6 +320,16 @@ def training_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
     query = select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
     return [
         data for data in session.scalars(query.order_by(JobEvent.seq)) if data and "loss" in data
+    ]
+
+
+def validation_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
+    """The data of the job's evaluation events (step, valid_loss, …), oldest first."""
+    query = select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
+    return [
+        data
+        for data in session.scalars(query.order_by(JobEvent.seq))
+        if data and "valid_loss" in data
     ]
 
 

@@ -269,6 +269,19 @@ def list_checkpoints(
     return job, rows, has_more
 
 
+def get_checkpoint(session: Session, team_id: str, job_id: str, checkpoint_id: str) -> Any:
+    job = get_job(session, team_id, job_id)
+    row = repository.get_checkpoint(session, job.id, checkpoint_id)
+    if row is None:
+        raise NotFound(
+            f"no checkpoint with id {checkpoint_id!r} in job {job.id}; list them with "
+            f"GET /v1/fine_tuning/jobs/{job.id}/checkpoints",
+            param="checkpoint_id",
+            code="checkpoint_not_found",
+        )
+    return row
+
+
 def get_allocation(session: Session, team_id: str, job_id: str) -> dict[str, Any]:
     job = get_job(session, team_id, job_id)
     report = repository.get_allocation(session, job.id)

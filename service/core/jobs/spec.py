@@ -21,7 +21,7 @@ from gora.validation import AUTO, ConfigError
 from service.core.errors import InvalidRequest
 from service.core.fields import PRINTABLE
 from service.core.files import repository as files_repository
-from service.core.files.models import FileStatus, StoredFile
+from service.core.files.models import PURPOSE_FINE_TUNE, FileStatus, StoredFile
 from service.core.jobs.catalog import TASK_OF_FORMAT, resolve_model
 from service.core.settings import Settings
 
@@ -136,6 +136,13 @@ def _usable_file(session: Session, team_id: str, file_id: str, param: str) -> St
     row = files_repository.get_for_team(session, team_id, file_id)
     if row is None:
         raise InvalidRequest(f"no file with id {file_id!r}", param=param, code="file_not_found")
+    if row.purpose != PURPOSE_FINE_TUNE:
+        raise InvalidRequest(
+            f"file {file_id} has purpose {row.purpose!r}; train on a file uploaded with "
+            f"purpose {PURPOSE_FINE_TUNE!r}",
+            param=param,
+            code="invalid_file_purpose",
+        )
     if row.status != FileStatus.PROCESSED:
         raise InvalidRequest(
             f"file {file_id} has errors and cannot be used: {row.status_details}",

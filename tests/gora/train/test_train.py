@@ -398,7 +398,9 @@ def test_callbacks_receive_metrics_checkpoints_and_eval(tmp_path):
     assert latest_checkpoint(tmp_path).name == "checkpoint-12"
 
     evals = recorder.of(EvalResult)
-    assert [e.step for e in evals] == [6, 12] and all(e.eval_loss > 0 for e in evals)
+    # Every eval_every steps, at each checkpoint (so each has its validation metrics), at the end.
+    assert [e.step for e in evals] == [5, 6, 10, 12] and all(e.eval_loss > 0 for e in evals)
+    assert all(e.accuracy is not None and 0 <= e.accuracy <= 1 for e in evals)
     assert result.eval_losses == [(e.step, e.eval_loss) for e in evals]
     assert model.config.use_cache == use_cache  # the Trainer's change is undone
 

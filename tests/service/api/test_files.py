@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.core.db import Database
+from service.core.files import service as files_service
 from service.core.files.models import StoredFile
 from tests.helpers import api as support
 from tests.helpers.api import Backend, Team, assert_error, jsonl, upload
@@ -240,3 +241,43 @@ def test_lines_the_json_parser_refuses_are_line_errors_on_a_live_connection(
         assert "nested too deeply" in body["errors"][1]["message"]
         after = http.get(f"/v1/files/{body['id']}")  # the same keep-alive connection
         assert after.status_code == 200 and after.json()["id"] == body["id"]
+
+
+def test_content_returns_the_stored_bytes(client: TestClient, team: Team, other_team: Team):
+    content = jsonl(support.CHAT)
+    body = upload(client, team, content, "données v2.jsonl")
+    response = client.get(f"/v1/files/{body['id']}/content", headers=team.headers)
+    assert response.status_code == 200 and response.content == content
+    disposition = response.headers["content-disposition"]
+    assert 'filename="donn_es v2.jsonl"' in disposition  # an ASCII fallback, and the exact name
+    assert "filename*=UTF-8''donn%C3%A9es%20v2.jsonl" in disposition
+    other = client.get(f"/v1/files/{body['id']}/content", headers=other_team.headers)
+    assert_error(other, 404, "file_id", "file_not_found")
+    client.delete(f"/v1/files/{body['id']}", headers=team.headers)
+    gone = client.get(f"/v1/files/{body['id']}/content", headers=team.headers)
+    assert_error(gone, 404, "file_id", "file_not_found")
+
+
+def test_a_jobs_result_file_cannot_be_trained_on(
+    client: TestClient, team: Team, backend: Backend, database: Database
+):
+    runtime = client.app.state.gora.runtime  # type: ignore[attr-defined]
+    csv = b"step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n1,2.5,0.2,,\n"
+    with runtime.storage.open_write("files/file-" + "c" * 24) as handle:
+        handle.write(csv)
+    with database.transaction() as session:
+        files_service.record_result(
+            session, team.id, "file-" + "c" * 24, "step_metrics.csv", len(csv), 1
+        )
+    listed = client.get("/v1/files?purpose=fine-tune-results", headers=team.headers).json()
+    assert [(f["filename"], f["purpose"]) for f in listed["data"]] == [
+        ("step_metrics.csv", "fine-tune-results")
+    ]
+    content = client.get(f"/v1/files/file-{'c' * 24}/content", headers=team.headers)
+    assert content.content == csv and content.headers["content-type"].startswith("text/csv")
+    refused = client.post(
+        "/v1/fine_tuning/jobs",
+        json={"model": "smollm2-135m", "training_file": "file-" + "c" * 24},
+        headers=team.headers,
+    )
+    assert_error(refused, 400, "training_file", "invalid_file_purpose")

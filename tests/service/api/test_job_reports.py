@@ -7,11 +7,13 @@ import io
 import json
 import re
 import tarfile
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.api.jobs.heatmap import split_layer_name
+from service.core import storage
 from service.core.db import Database
 from service.core.jobs import repository
 from service.core.jobs.lifecycle import JobPhase, JobStatus
@@ -196,14 +198,17 @@ def test_layer_names_split_into_index_and_module():
     assert split_layer_name("score") == (None, "score")
 
 
-def _write_adapter(runtime: Runtime, job_id: str, fmt: str) -> dict[str, bytes]:
+def _write_adapter(
+    runtime: Runtime, job_id: str, fmt: str, prefix: str | None = None
+) -> dict[str, bytes]:
     files = {
         "adapter_config.json": json.dumps({"r": 8, "init_lora_weights": True}).encode(),
         "adapter_model.safetensors": bytes(range(256)) * 40,
         "extra/gora_allocation.json": b"{}",
     }
     for name, content in files.items():
-        with runtime.storage.open_write(f"jobs/{job_id}/adapter/{fmt}/{name}") as handle:
+        key = f"{prefix or f'jobs/{job_id}/adapter/{fmt}'}/{name}"
+        with runtime.storage.open_write(key) as handle:
             handle.write(content)
     return files
 
@@ -231,3 +236,53 @@ def test_adapter_download(client: TestClient, team: Team, database: Database):
             assert archive.extractfile(f"{job['id']}-peft/{name}").read() == content
     assert_error(client.get(f"{url}?format=uniform", headers=team.headers), 404, "format")
     assert_error(client.get(f"{url}?format=gguf", headers=team.headers), 400, "format")
+
+
+def test_a_checkpoints_adapter_downloads_in_either_format(
+    client: TestClient, team: Team, other_team: Team, database: Database
+):
+    runtime: Runtime = client.app.state.gora.runtime  # type: ignore[attr-defined]
+    job = create_job(client, team)
+    with database.transaction() as session:
+        key = f"jobs/{job['id']}/checkpoints/step-4"
+        checkpoint = repository.add_checkpoint(session, job["id"], 4, key, {"train_loss": 0.5})
+        checkpoint_id = checkpoint.id
+    url = f"{JOBS}/{job['id']}/checkpoints/{checkpoint_id}/adapter"
+    assert_error(client.get(url, headers=team.headers), 404, "format", "adapter_not_found")
+    for fmt in ("peft", "uniform"):
+        prefix = storage.checkpoint_adapter_key(job["id"], 4, fmt)
+        files = _write_adapter(runtime, job["id"], fmt, prefix)
+        response = client.get(url, params={"format": fmt}, headers=team.headers)
+        assert response.status_code == 200, response.text
+        name = f"{job['id']}-step-4-{fmt}"
+        assert f"{name}.tar.gz" in response.headers["content-disposition"]
+        with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as archive:
+            assert sorted(m.name for m in archive.getmembers()) == sorted(
+                f"{name}/{n}" for n in files
+            )
+    # The checkpoint works while the job is still running (no wait for the end).
+    assert client.get(f"{JOBS}/{job['id']}", headers=team.headers).json()["status"] == "queued"
+    missing = f"{JOBS}/{job['id']}/checkpoints/ftckpt-nope/adapter"
+    assert_error(client.get(missing, headers=team.headers), 404, "checkpoint_id")
+    assert_error(client.get(url, headers=other_team.headers), 404, "job_id")
+    assert_error(client.get(f"{url}?format=gguf", headers=team.headers), 400, "format")
+
+
+def test_estimated_finish_shows_while_the_job_trains(
+    client: TestClient, team: Team, database: Database
+):
+    job = create_job(client, team)
+    assert job["estimated_finish"] is None
+    finish = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+    with database.transaction() as session:
+        assert repository.claim(session, job["id"], "w1")
+        assert repository.record_progress(session, job["id"], "w1", estimated_finish=finish)
+    url = f"{JOBS}/{job['id']}"
+    assert client.get(url, headers=team.headers).json()["estimated_finish"] == int(
+        finish.timestamp()
+    )
+    with database.transaction() as session:
+        assert repository.transition(
+            session, job["id"], expected=JobStatus.RUNNING, to=JobStatus.SUCCEEDED
+        )
+    assert client.get(url, headers=team.headers).json()["estimated_finish"] is None

@@ -91,7 +91,8 @@ FIRST_RELEASE_ROWS = [
     "INSERT INTO jobs (id, team_id, model, model_source, task, training_file_id, seed, "
     "hyperparameters, method, adapter, pool, gpu_count, priority, status, result_files, attempt, "
     "created_at, updated_at) VALUES ('ftjob-a', 'team-a', 'm', '{}', 'causal_lm', 'file-a', 1, "
-    "'{}', '{}', '{}', 'cpu', 0, 0, 'succeeded', '[]', 1, '2026-01-01', '2026-01-01')",
+    "'{}', '{}', '{}', 'cpu', 0, 0, 'succeeded', '[\"jobs/ftjob-a/adapter/peft\"]', 1, "
+    "'2026-01-01', '2026-01-01')",
     "INSERT INTO job_events (job_id, created_at, level, type, message) "
     "VALUES ('ftjob-a', '2026-01-01', 'info', 'message', 'hello')",
     "INSERT INTO job_allocations VALUES ('ftjob-a', 'gora', '{\"budget\": 96}', "
@@ -132,6 +133,10 @@ def test_rows_of_the_first_release_survive_the_upgrade_and_the_downgrade(empty_d
         with engine.connect() as connection:
             (report,) = connection.execute(text("SELECT report FROM job_allocations")).scalars()
             ((event_id, message),) = connection.execute(text("SELECT id, message FROM job_events"))
+            (result_files,) = connection.execute(text("SELECT result_files FROM jobs")).scalars()
+            result_files = (
+                result_files if isinstance(result_files, str) else json.dumps(result_files)
+            )
         report = json.loads(report) if isinstance(report, str) else report
         assert report == {
             "adapter_type": "gora",
@@ -141,6 +146,7 @@ def test_rows_of_the_first_release_survive_the_upgrade_and_the_downgrade(empty_d
             "probe": {},
         }
         assert message == "hello" and re.fullmatch(r"ftevent-[A-Za-z0-9]{24}", event_id)
+        assert json.loads(result_files) == []  # storage keys are not files
         command.downgrade(alembic_config(empty_database), "0001")
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT * FROM allocation_layers ORDER BY position"))
