@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +22,8 @@ from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.models import router as models_router
 from service.api.openapi import install_openapi
 from service.api.teams.router import router as teams_router
+from service.api.webhooks.router import router as hooks_router
+from service.api.webhooks.sender import run_sender
 from service.core.runtime import Runtime
 from service.core.settings import Settings, get_settings
 
@@ -51,7 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _freeze_startup_objects()
+        sender = asyncio.create_task(run_sender(settings), name="webhook-sender")
         yield
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
         await database.dispose()
 
     app = FastAPI(
@@ -65,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes are matched in order: the probes first, then the jobs router, whose job status is
     # the endpoint clients poll (no two routers share a path, so the order changes nothing else).
-    for router in (health_router, jobs_router, teams_router, files_router, models_router):
+    routers = (health_router, jobs_router, teams_router, files_router, models_router, hooks_router)
+    for router in routers:
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

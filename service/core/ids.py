@@ -15,6 +15,8 @@ FILE = "file"
 JOB = "ftjob"
 CHECKPOINT = "ftckpt"
 EVENT = "ftevent"
+WEBHOOK = "whep"
+WEBHOOK_MESSAGE = "msg"
 
 
 def new_id(prefix: str) -> str:

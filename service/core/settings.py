@@ -39,12 +39,24 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     # How often the server-sent-events stream looks for new events.
     event_poll_interval_s: float = Field(default=1.0, gt=0)
+    # Webhooks: how often each API server looks for due deliveries, how long one POST may take,
+    # and the waits between attempts (comma-separated seconds; one more attempt than waits).
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_waits_s: Annotated[list[float], NoDecode] = [5, 30, 120, 600, 1800, 3600, 7200]
 
     @field_validator("pools", mode="before")
     @classmethod
     def _split_pools(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("webhook_retry_waits_s", mode="before")
+    @classmethod
+    def _split_waits(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
         return value
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from service.core.jobs.models import (
     JobEvent,
 )
 from service.core.teams.models import ApiKey, Team
+from service.core.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -21,4 +22,6 @@ __all__ = [
     "JobEvent",
     "StoredFile",
     "Team",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -45,6 +45,9 @@ def make_settings(backend: Backend, **overrides: object) -> Settings:
         "default_pool": TEST_POOL,
         "max_upload_bytes": 64 * 1024,
         "event_poll_interval_s": 0.05,
+        "webhook_poll_interval_s": 0.1,
+        "webhook_retry_waits_s": [0.2, 0.2],
+        "webhook_timeout_s": 2.0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

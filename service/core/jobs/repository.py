@@ -35,6 +35,7 @@ from service.core.jobs.models import (
 )
 from service.core.pagination import keyset_page
 from service.core.teams.models import Team
+from service.core.webhooks import service as webhooks
 
 # ---- jobs ------------------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ EXPECTED_TABLES = {
     "job_events",
     "checkpoints",
     "job_allocations",
+    "webhook_endpoints",
+    "webhook_deliveries",
     "idempotency_keys",
     "alembic_version",
 }
