@@ -30,6 +30,7 @@ class JobPlan:
     adapter: dict[str, Any]
     seed: int
     models_dir: str
+    from_checkpoint: dict[str, Any] | None = None  # a warm start (service.core.jobs.warm_start)
 
     @property
     def model_path(self) -> str:
@@ -74,6 +75,7 @@ def load_plan(database: Database, job_id: str, models_dir: str) -> JobPlan:
             adapter=job.adapter,
             seed=job.seed,
             models_dir=models_dir,
+            from_checkpoint=job.from_checkpoint,
         )
 
 

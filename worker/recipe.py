@@ -139,6 +139,8 @@ class JobRecipe:
             # allocation stored when the first attempt probed.
             model.gora_report = AllocationReport.from_dict(self.reporter.stored_allocation())
             return model, checkpoint
+        if self.plan.from_checkpoint is not None:
+            return self._warm_start(data, self.plan.from_checkpoint), None
         cfg = GoraConfig.from_dict(self.plan.adapter)
         self.reporter.phase(JobPhase.PROBING, f"Probing gradients over {cfg.probe_steps} batches")
         # Probe batches are training micro-batches: probing then needs no more memory than a step.
@@ -159,6 +161,29 @@ class JobRecipe:
         # The report is rank 0's, broadcast by gora: every rank holds the same.
         self.reporter.allocation(model.gora_report.to_dict())
         return model, None
+
+    def _warm_start(self, data: JobData, source: dict[str, Any]):
+        """The adapter of an earlier job (or checkpoint), trainable, its ranks kept: no probe. The
+        allocation report is the source's, saying where its ranks came from."""
+        key, ref = source["adapter_key"], source["ref"]
+        if not self.storage.list_files(key):
+            raise JobUserError(
+                ErrorCode.USER_BAD_CONFIG,
+                f"from_checkpoint {ref}: its adapter is no longer stored; start from another "
+                "checkpoint or from the finished job",
+                "from_checkpoint",
+            )
+        local = artifacts.download_dir(self.storage, key, self.work.data / "warm-start")
+        model = load_trainable_adapter(data.base, local)
+        report = AllocationReport.from_dict(self.reporter.source_allocation(source["job_id"]))
+        report.probe = {**report.probe, "probed": False, "ranks_from": ref}
+        model.gora_report = report
+        self.reporter.allocation(report.to_dict())
+        self.reporter.event(
+            f"Warm start from {ref}: its adapter and ranks are kept, no probe",
+            from_checkpoint=ref,
+        )
+        return model
 
     def _resume_point(self) -> Path | None:
         """The newest checkpoint an earlier attempt left in the store, copied into the workspace."""

@@ -151,6 +151,12 @@ class JobReporter:
         assert report is not None, f"job {self.job_id} resumes but has no stored allocation"
         return report
 
+    def source_allocation(self, job_id: str) -> dict[str, Any]:
+        """The allocation stored by another job of the team (a warm start's source)."""
+        report = self._read(lambda s: repository.get_allocation(s, job_id))
+        assert report is not None, f"warm-start source {job_id} has no stored allocation"
+        return report
+
     def training_metrics(self) -> list[dict[str, Any]]:
         """Every training step's metrics, as the job's events recorded them."""
         return self._read(lambda s: repository.training_metrics(s, self.job_id))

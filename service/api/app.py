@@ -22,6 +22,8 @@ from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.models import router as models_router
 from service.api.openapi import install_openapi
 from service.api.teams.router import router as teams_router
+from service.api.uploads.router import router as uploads_router
+from service.api.uploads.sweeper import run_upload_sweeper
 from service.api.webhooks.router import router as hooks_router
 from service.api.webhooks.sender import run_sender
 from service.core.runtime import Runtime
@@ -55,11 +57,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _freeze_startup_objects()
-        sender = asyncio.create_task(run_sender(settings), name="webhook-sender")
+        # Beside the requests: the webhook sender and the sweep of expired uploads.
+        tasks = [
+            asyncio.create_task(run_sender(settings), name="webhook-sender"),
+            asyncio.create_task(
+                run_upload_sweeper(settings, state.runtime.storage), name="upload-sweeper"
+            ),
+        ]
         yield
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await database.dispose()
 
     app = FastAPI(
@@ -73,8 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes are matched in order: the probes first, then the jobs router, whose job status is
     # the endpoint clients poll (no two routers share a path, so the order changes nothing else).
-    routers = (health_router, jobs_router, teams_router, files_router, models_router, hooks_router)
-    for router in routers:
+    routers = (health_router, jobs_router, teams_router, files_router, uploads_router)
+    for router in (*routers, models_router, hooks_router):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

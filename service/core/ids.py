@@ -16,6 +16,8 @@ JOB = "ftjob"
 CHECKPOINT = "ftckpt"
 EVENT = "ftevent"
 WEBHOOK = "whep"
+UPLOAD = "upload"
+UPLOAD_PART = "part"
 WEBHOOK_MESSAGE = "msg"
 
 

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     models_dir: Path | None = None
     admin_token: SecretStr | None = None
     max_upload_bytes: int = Field(default=512 * MiB, ge=1)
+    # The Uploads API (a file sent in parts): OpenAI's limits, and how long a pending one lives.
+    max_upload_part_bytes: int = Field(default=64 * MiB, ge=1)
+    max_chunked_upload_bytes: int = Field(default=8 * 1024 * MiB, ge=1)
+    upload_ttl_s: int = Field(default=3600, ge=1)
+    upload_sweep_interval_s: float = Field(default=60.0, gt=0)
     allow_hub_models: bool = False
     # GPU pools a job may name; "cpu" is the queue of CPU-only workers. A comma-separated list.
     pools: Annotated[list[str], NoDecode] = ["cpu"]

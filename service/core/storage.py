@@ -24,6 +24,14 @@ def file_key(file_id: str) -> str:
     return f"files/{file_id}"
 
 
+def upload_prefix(upload_id: str) -> str:
+    return f"uploads/{upload_id}"
+
+
+def upload_part_key(upload_id: str, part_id: str) -> str:
+    return f"{upload_prefix(upload_id)}/{part_id}"
+
+
 def job_key(job_id: str, *parts: str) -> str:
     return "/".join(("jobs", job_id, *parts))
 

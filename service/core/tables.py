@@ -1,7 +1,7 @@
 """Every table, imported in one place so that ``Base.metadata`` is complete (Alembic reads it)."""
 
 from service.core.db import Base
-from service.core.files.models import StoredFile
+from service.core.files.models import StoredFile, Upload, UploadPart
 from service.core.jobs.models import (
     Checkpoint,
     IdempotencyKey,
@@ -22,6 +22,8 @@ __all__ = [
     "JobEvent",
     "StoredFile",
     "Team",
+    "Upload",
+    "UploadPart",
     "WebhookDelivery",
     "WebhookEndpoint",
 ]

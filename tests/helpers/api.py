@@ -44,6 +44,7 @@ def make_settings(backend: Backend, **overrides: object) -> Settings:
         "pools": ["cpu", TEST_POOL],
         "default_pool": TEST_POOL,
         "max_upload_bytes": 64 * 1024,
+        "max_upload_part_bytes": 32 * 1024,
         "event_poll_interval_s": 0.05,
         "webhook_poll_interval_s": 0.1,
         "webhook_retry_waits_s": [0.2, 0.2],

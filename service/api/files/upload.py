@@ -31,9 +31,10 @@ class UploadedForm:
 class _PartHandler:
     """python-multipart callbacks: route each part to the file sink or to a small field buffer."""
 
-    def __init__(self, open_sink: Callable[[], IO[bytes]], max_file_bytes: int):
+    def __init__(self, open_sink: Callable[[], IO[bytes]], max_file_bytes: int, file_field: str):
         self.open_sink = open_sink
         self.max_file_bytes = max_file_bytes
+        self.file_field = file_field
         self.form = UploadedForm()
         self.sink: IO[bytes] | None = None
         self._headers: dict[bytes, bytes] = {}
@@ -73,9 +74,11 @@ class _PartHandler:
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        if name == FILE_FIELD and b"filename" in options:
+        if name == self.file_field and b"filename" in options:
             if self.sink is not None or self.form.filename is not None:
-                raise InvalidRequest("send exactly one 'file' part", param=FILE_FIELD)
+                raise InvalidRequest(
+                    f"send exactly one {self.file_field!r} part", param=self.file_field
+                )
             self.form.filename = options[b"filename"].decode("utf-8", "replace")
             self.sink = self.open_sink()
             self._in_file = True
@@ -89,8 +92,9 @@ class _PartHandler:
             self.form.file_bytes += len(chunk)
             if self.form.file_bytes > self.max_file_bytes:
                 raise PayloadTooLarge(
-                    f"the file is larger than the upload limit of {self.max_file_bytes} bytes",
-                    param=FILE_FIELD,
+                    f"the {self.file_field} is larger than the limit of {self.max_file_bytes} "
+                    "bytes",
+                    param=self.file_field,
                 )
             self.sink.write(chunk)
             return
@@ -113,13 +117,13 @@ class _PartHandler:
             self.sink = None
 
 
-def multipart_boundary(content_type: str | None) -> bytes:
+def multipart_boundary(content_type: str | None, file_field: str = FILE_FIELD) -> bytes:
     kind, options = parse_options_header(content_type)
     if kind != b"multipart/form-data" or not options.get(b"boundary"):
-        raise InvalidRequest(
-            "send the file as multipart/form-data with fields 'file' and 'purpose'",
-            param=FILE_FIELD,
+        fields = (
+            "fields 'file' and 'purpose'" if file_field == FILE_FIELD else f"a {file_field!r} part"
         )
+        raise InvalidRequest(f"send multipart/form-data with {fields}", param=file_field)
     return options[b"boundary"]
 
 
@@ -128,23 +132,28 @@ async def receive_upload(
     content_type: str | None,
     open_sink: Callable[[], IO[bytes]],
     max_file_bytes: int,
+    file_field: str = FILE_FIELD,
 ) -> UploadedForm:
-    """Parses the body; the file part goes to ``open_sink()``. Raises InvalidRequest or PayloadTooLarge."""
-    handler = _PartHandler(open_sink, max_file_bytes)
+    """Parses the body; the ``file_field`` part (with a filename) goes to ``open_sink()``. Raises
+    InvalidRequest or PayloadTooLarge."""
+    handler = _PartHandler(open_sink, max_file_bytes, file_field)
     try:
-        parser = MultipartParser(multipart_boundary(content_type), handler.callbacks())
+        boundary = multipart_boundary(content_type, file_field)
+        parser = MultipartParser(boundary, handler.callbacks())
         async for chunk in chunks:
             # Writing to the store may block (a network filesystem): keep it off the event loop.
             await to_thread.run_sync(parser.write, chunk)
         parser.finalize()
     except FormParserError as exc:
-        raise InvalidRequest(f"malformed multipart body: {exc}", param=FILE_FIELD) from None
+        raise InvalidRequest(f"malformed multipart body: {exc}", param=file_field) from None
     finally:
         handler._close_sink()
     if not handler.complete:
         raise InvalidRequest(
-            "the multipart body ended before its closing boundary", param=FILE_FIELD
+            "the multipart body ended before its closing boundary", param=file_field
         )
     if handler.form.filename is None:
-        raise InvalidRequest("the form has no 'file' part with a filename", param=FILE_FIELD)
+        raise InvalidRequest(
+            f"the form has no {file_field!r} part with a filename", param=file_field
+        )
     return handler.form

@@ -50,6 +50,7 @@ class JobOut(BaseModel):
     adapter: dict[str, Any]
     gpu: GpuOut
     priority: int
+    from_checkpoint: str | None = None  # Together's field: the job or checkpoint it started from
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -78,6 +79,7 @@ class JobOut(BaseModel):
             adapter=job.adapter,
             gpu=GpuOut(pool=job.pool, count=job.gpu_count),
             priority=job.priority,
+            from_checkpoint=(job.from_checkpoint or {}).get("ref"),
         )
 
 

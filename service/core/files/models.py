@@ -41,3 +41,39 @@ class StoredFile(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Deleted files keep their row: past jobs still name them.
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UploadStatus:
+    PENDING = "pending"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class Upload(Base):
+    """OpenAI's Upload: a file sent in parts (each streamed to the store), assembled into a file
+    of ``bytes`` bytes on ``complete``; a pending one that outlives ``expires_at`` leaves nothing."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_expiry", "status", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    mime_type: Mapped[str] = mapped_column(String(255))
+    bytes: Mapped[int] = mapped_column(BigInteger)  # declared at create; the parts must sum to it
+    status: Mapped[str] = mapped_column(String(16), default=UploadStatus.PENDING)
+    file_id: Mapped[str | None] = mapped_column(ForeignKey("files.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class UploadPart(Base):
+    __tablename__ = "upload_parts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(300))  # uploads/<upload id>/<part id>
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -24,7 +24,7 @@ def check_purpose(purpose: str | None) -> None:
         )
 
 
-def _clean_filename(name: str) -> str:
+def clean_filename(name: str) -> str:
     # Only the last path component, without control characters (PostgreSQL refuses NUL).
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(ch for ch in base if ch.isprintable())
@@ -58,7 +58,7 @@ def record_upload(
     row = StoredFile(
         id=file_id,
         team_id=team_id,
-        filename=_clean_filename(filename or ""),
+        filename=clean_filename(filename or ""),
         purpose=PURPOSE_FINE_TUNE,
         bytes=size,
         status=FileStatus.PROCESSED if report.ok else FileStatus.ERROR,

@@ -54,6 +54,8 @@ class Job(Base):
     pool: Mapped[str] = mapped_column(String(64))
     gpu_count: Mapped[int]
     priority: Mapped[int] = mapped_column(default=0)
+    # A warm start: {ref, job_id, step, adapter_key} of the adapter this job continues from.
+    from_checkpoint: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     status: Mapped[str] = mapped_column(String(20))
     phase: Mapped[str | None] = mapped_column(String(20), default=None)

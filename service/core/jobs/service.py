@@ -112,6 +112,7 @@ def _new_job(team_id: str, body: JobCreate, spec: JobSpec, seed: int) -> Job:
         pool=spec.pool,
         gpu_count=spec.gpu_count,
         priority=body.priority,
+        from_checkpoint=spec.from_checkpoint,
         # Files are validated when uploaded, so a new job is ready for a worker at once.
         status=JobStatus.QUEUED.value,
     )

@@ -23,6 +23,7 @@ from service.core.fields import PRINTABLE
 from service.core.files import repository as files_repository
 from service.core.files.models import PURPOSE_FINE_TUNE, FileStatus, StoredFile
 from service.core.jobs.catalog import TASK_OF_FORMAT, resolve_model
+from service.core.jobs.warm_start import resolve_warm_start
 from service.core.settings import Settings
 
 Auto = Literal["auto"]
@@ -112,6 +113,13 @@ class JobCreate(BaseModel):
     adapter: AdapterSpec | None = None
     gpu: GpuRequest | None = None
     priority: Annotated[int, Field(ge=0, le=9)] = 0
+    from_checkpoint: Annotated[str, StringConstraints(max_length=100, pattern=PRINTABLE)] | None = (
+        Field(
+            default=None,
+            description="Continue from a succeeded job (its id) or a checkpoint (its id) of your "
+            "team, on this job's data; GoRA keeps that adapter's ranks (no probe)",
+        )
+    )
 
 
 # Defaults of the service's own run-length knobs (the library has no say in these).
@@ -130,6 +138,7 @@ class JobSpec:
     adapter: dict[str, Any]
     pool: str
     gpu_count: int
+    from_checkpoint: dict[str, Any] | None = None
 
 
 def _usable_file(session: Session, team_id: str, file_id: str, param: str) -> StoredFile:
@@ -267,7 +276,18 @@ def build_spec(
             )
     given = _given_hyperparameters(body)
     pool, gpu_count = _resolve_gpu(settings, body)
-    adapter = resolve_adapter(body, seed)
+    warm = None
+    if body.from_checkpoint is not None:
+        warm = resolve_warm_start(
+            session, team_id, body.from_checkpoint, model_source, task, training
+        )
+        if body.adapter is not None:
+            raise InvalidRequest(
+                f"a job started from {body.from_checkpoint} keeps that adapter (its type and "
+                "ranks); leave adapter out",
+                param="adapter",
+            )
+    adapter = warm["adapter"] if warm else resolve_adapter(body, seed)
     hyperparameters = resolve_hyperparameters(
         given, training.rows, adapter_type=adapter["type"], task=task
     )
@@ -280,4 +300,5 @@ def build_spec(
         adapter=adapter,
         pool=pool,
         gpu_count=gpu_count,
+        from_checkpoint=warm,
     )

@@ -55,11 +55,15 @@ def deliver_due(
 
 def _lease_due(session: Session, policy: RetryPolicy, limit: int) -> list[Attempt]:
     now = utcnow()
+    until = now + timedelta(seconds=policy.lease_s)
     leased = []
     for row in repository.due_deliveries(session, now, limit):
+        # Compare-and-set: only the server whose update finds the row as it read it sends this
+        # attempt (SQLite has no SKIP LOCKED, and two processes may share one file).
+        if not repository.lease(session, row.id, row.next_attempt_at, until):
+            continue
         endpoint = session.get(WebhookEndpoint, row.endpoint_id)
         assert endpoint is not None  # deleted together with its deliveries
-        row.next_attempt_at = now + timedelta(seconds=policy.lease_s)
         leased.append(Attempt(row.id, endpoint.url, endpoint.secret, row.body))
     return leased
 

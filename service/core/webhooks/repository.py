@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from service.core.pagination import keyset_page
@@ -52,6 +52,19 @@ def list_deliveries(
 ) -> tuple[list[WebhookDelivery], bool]:
     query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
     return keyset_page(session, query, WebhookDelivery, cursor, limit)
+
+
+def lease(session: Session, delivery_id: str, seen: datetime | None, until: datetime) -> bool:
+    """Moves a pending delivery's next attempt to ``until`` if it is still at ``seen``."""
+    statement = (
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .where(WebhookDelivery.status == DeliveryStatus.PENDING)
+        .where(WebhookDelivery.next_attempt_at == seen)
+        .values(next_attempt_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
 
 
 def due_deliveries(session: Session, now: datetime, limit: int) -> list[WebhookDelivery]:

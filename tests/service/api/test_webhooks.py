@@ -5,48 +5,15 @@ spec's own library (``standardwebhooks``), not with our signing code."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.helpers.api import Team, assert_error, create_job
-
-
-class Receiver:
-    """An HTTP server on loopback that records each POST and answers the next status in line."""
-
-    def __init__(self, statuses: list[int]):
-        self.statuses, self.received = list(statuses), []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # the name http.server calls
-                body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = (
-                    receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                )
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-
-    def wait(self, count: int, timeout_s: float = 15.0) -> list[tuple[dict[str, str], bytes]]:
-        deadline = time.monotonic() + timeout_s
-        while len(self.received) < count:
-            assert time.monotonic() < deadline, f"received {len(self.received)} of {count}"
-            time.sleep(0.05)
-        return self.received
+from tests.helpers.webhooks import Receiver
 
 
 @pytest.fixture
@@ -54,14 +21,12 @@ def receiver_factory() -> Iterator:
     started: list[Receiver] = []
 
     def start(statuses: list[int]) -> Receiver:
-        receiver = Receiver(statuses)
-        threading.Thread(target=receiver.server.serve_forever, daemon=True).start()
-        started.append(receiver)
-        return receiver
+        started.append(Receiver(statuses).start())
+        return started[-1]
 
     yield start
     for receiver in started:
-        receiver.server.shutdown()
+        receiver.stop()
 
 
 def register(client: TestClient, team: Team, url: str, **fields) -> dict:

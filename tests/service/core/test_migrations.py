@@ -28,6 +28,8 @@ EXPECTED_TABLES = {
     "job_allocations",
     "webhook_endpoints",
     "webhook_deliveries",
+    "uploads",
+    "upload_parts",
     "idempotency_keys",
     "alembic_version",
 }
