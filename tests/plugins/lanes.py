@@ -3,7 +3,8 @@
 model, in about a minute.
 
 ``make test-deploy`` (``-m deploy``) runs the deployment test, which builds the images and runs the
-compose stack; it is skipped otherwise.
+compose stack; it is skipped otherwise. ``make test-vllm`` (``-m vllm``) reads our adapters with
+vLLM's own loader, from a folder scripts/vllm-lane.sh fills; skipped otherwise too.
 
 ``slow`` is declared by the tests that load a bundled model or run real jobs. ``services`` is given
 here, to every test that runs against PostgreSQL (a ``postgresql`` parameter) or asks for a fixture
@@ -27,10 +28,15 @@ def _needs_services(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The deployment test builds images and runs the compose stack: only when asked for
     # (make test-deploy: -m deploy), never as part of make test.
-    wants_deploy = "deploy" in (config.getoption("markexpr", "") or "")
-    skip = pytest.mark.skip(reason="the deployment lane: run it with make test-deploy")
+    # The same for the vLLM lane (make test-vllm: -m vllm), which needs vLLM's wheel beside us.
+    markexpr = config.getoption("markexpr", "") or ""
+    own_lanes = {
+        "deploy": pytest.mark.skip(reason="the deployment lane: run it with make test-deploy"),
+        "vllm": pytest.mark.skip(reason="the vLLM lane: run it with make test-vllm"),
+    }
     for item in items:
         if _needs_services(item):
             item.add_marker(pytest.mark.services)
-        if item.get_closest_marker("deploy") is not None and not wants_deploy:
-            item.add_marker(skip)
+        for lane, skip in own_lanes.items():
+            if item.get_closest_marker(lane) is not None and lane not in markexpr:
+                item.add_marker(skip)
