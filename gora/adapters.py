@@ -78,15 +78,18 @@ def build_lora_config(
 
 
 def _allocate(
-    base, cfg, shapes, batches
+    base, cfg, shapes, batches, probe: ProbeResult | None
 ) -> tuple[dict[str, int], AllocationReport, ProbeResult | None]:
     if not cfg.is_gora:
         ranks = {name: cfg.r_ref for name in shapes}
         return ranks, build_report(cfg.type, shapes, ranks, cfg.to_dict()), None
-    if batches is None:
-        raise ValueError("GoRA needs training batches to probe gradients; pass batches=...")
     started = time.perf_counter()
-    probe = probe_gradients(base, shapes, batches, cfg.probe_steps)
+    if probe is None:
+        if batches is None:
+            raise ValueError("GoRA needs training batches to probe gradients; pass batches=...")
+        probe = probe_gradients(base, shapes, batches, cfg.probe_steps)
+    elif set(probe.gradients) != set(shapes):
+        raise ValueError("the given probe holds other layers than cfg.target_modules resolves to")
     modules = dict(base.named_modules())
     importances = {
         name: layer_importance(modules[name].weight, probe.gradients[name], cfg.importance)
@@ -133,21 +136,29 @@ def _write_adapters(model: PeftModel, cfg, ranks, shapes, probe: ProbeResult | N
             lora_b.copy_(distributed.broadcast_(b.to(lora_b.device)))
 
 
+def target_layers(base: nn.Module, cfg: GoraConfig) -> dict[str, tuple[int, int]]:
+    """The layers ``cfg`` adapts, with their (d_out, d_in): what a probe must cover."""
+    return resolve_targets(base, cfg.target_modules, cfg.modules_to_save)
+
+
 def get_gora_model(
     base: nn.Module,
     cfg: GoraConfig,
     batches: Iterable[Mapping] | None = None,
     *,
     task_type: str | None = None,
+    probe: ProbeResult | None = None,
 ) -> PeftModel:
     """Probes ``base`` on ``batches`` (GoRA only), allocates ranks, and returns the initialised PeftModel.
 
     ``batches`` yields dicts that ``base(**batch)`` accepts and whose output has ``.loss``; the first
-    ``cfg.probe_steps`` are used. The base weights are never modified. The allocation report is kept on
-    the returned model as ``model.gora_report`` (written by ``save_adapter``).
+    ``cfg.probe_steps`` are used. ``probe``, instead of batches: an earlier ``probe_gradients`` of
+    this base over ``target_layers(base, cfg)`` (a γ or r_ref sweep probes once). The base weights are
+    never modified. The allocation report is kept on the returned model as ``model.gora_report``
+    (written by ``save_adapter``).
     """
-    shapes = resolve_targets(base, cfg.target_modules, cfg.modules_to_save)
-    ranks, report, probe = _allocate(base, cfg, shapes, batches)
+    shapes = target_layers(base, cfg)
+    ranks, report, probe = _allocate(base, cfg, shapes, batches, probe)
     lora_config = build_lora_config(cfg, ranks, task_type or infer_task_type(base))
     model = get_peft_model(base, lora_config)
     _write_adapters(model, cfg, ranks, shapes, probe)

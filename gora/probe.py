@@ -13,8 +13,11 @@ import itertools
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from gora import distributed
@@ -91,6 +94,33 @@ def _batch_size(batch: Mapping) -> int:
         if isinstance(value, torch.Tensor) and value.dim() > 0:
             return int(value.shape[0])
     return 1
+
+
+def save_probe(probe: ProbeResult, path: str | Path) -> None:
+    """The probe as one safetensors file (gradients, fp32 on the CPU; counts in its metadata), so
+    that later runs over the same model, data and probe settings need not probe again."""
+    tensors = {
+        name: g.detach().to("cpu", torch.float32).contiguous()
+        for name, g in probe.gradients.items()
+    }
+    metadata = {
+        "steps": str(probe.steps),
+        "samples": str(probe.samples),
+        "mean_loss": repr(probe.mean_loss),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def load_probe(path: str | Path) -> ProbeResult:
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        gradients = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    return ProbeResult(
+        gradients=gradients,
+        steps=int(metadata["steps"]),
+        samples=int(metadata["samples"]),
+        mean_loss=float(metadata["mean_loss"]),
+    )
 
 
 def probe_gradients(

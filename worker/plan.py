@@ -31,6 +31,7 @@ class JobPlan:
     seed: int
     models_dir: str
     from_checkpoint: dict[str, Any] | None = None  # a warm start (service.core.jobs.warm_start)
+    dry_run: bool = False  # validate, tokenise and probe; report a preview instead of training
 
     @property
     def model_path(self) -> str:
@@ -76,6 +77,7 @@ def load_plan(database: Database, job_id: str, models_dir: str) -> JobPlan:
             seed=job.seed,
             models_dir=models_dir,
             from_checkpoint=job.from_checkpoint,
+            dry_run=job.dry_run,
         )
 
 

@@ -16,12 +16,14 @@ from typing import Any
 import torch
 
 from gora import GoraConfig, get_gora_model, load_base_model
-from gora.data.encoding import build_dataset, build_label_map
+from gora.adapters import target_layers
+from gora.data.encoding import EncodingStats, build_dataset, build_label_map
 from gora.data.formats import DataFormatError, read_jsonl_lines
 from gora.data.loading import collator_for, make_batches
 from gora.export import FORMATS as ADAPTER_FORMATS
 from gora.export import save_adapter
 from gora.model_registry import ModelLoadError
+from gora.probe import ProbeResult, probe_gradients
 from gora.report import AllocationReport
 from gora.targets import TargetModulesNotFound
 from gora.train import TrainingDiverged, TrainingResult, latest_checkpoint, train
@@ -33,6 +35,8 @@ from service.core.storage import Storage, adapter_key, file_key, job_key
 from worker import artifacts
 from worker.callbacks import JobCallbacks, probe_with_progress, rank_batches, reference_outputs
 from worker.plan import JobPlan, training_config
+from worker.preview import describe, dry_run_preview
+from worker.probe_cache import ProbeCache, file_sha256, probe_key
 from worker.reporting import JobReporter, ResultFile
 from worker.results import RESULT_FILENAME, step_metrics_csv
 from worker.workspace import Workspace
@@ -49,6 +53,8 @@ class JobData:
     collator: Any
     train: Any
     valid: Any | None
+    stats: EncodingStats
+    data_sha256: str  # of the training file's bytes: part of the probe cache's key
 
 
 @dataclass
@@ -63,6 +69,10 @@ class JobRecipe:
     def run(self) -> None:
         data = self.setup()
         model, checkpoint = self.probe(data)
+        if self.plan.dry_run:  # validation, tokenisation and the probe only
+            if self.rank == 0:
+                self.preview(model, data)
+            return
         result = self.train(model, data, checkpoint)
         if result.cancelled:  # a cancel or a pause
             self.reporter.stopped(result.steps)
@@ -88,10 +98,14 @@ class JobRecipe:
         self.reporter.event(
             f"Data: {stats.examples} examples, {stats.trained_tokens} trained tokens"
         )
-        return JobData(base, collator, dataset, valid)
+        data_sha256 = file_sha256(self._local(plan.training_key))
+        return JobData(base, collator, dataset, valid, stats, data_sha256)
+
+    def _local(self, key: str) -> Path:
+        return self.work.data / key.replace("/", "_")
 
     def _read_rows(self, key: str, param: str):
-        local = artifacts.download_file(self.storage, key, self.work.data / key.replace("/", "_"))
+        local = artifacts.download_file(self.storage, key, self._local(key))
         try:
             return read_jsonl_lines(str(local))
         except DataFormatError as exc:
@@ -142,25 +156,45 @@ class JobRecipe:
         if self.plan.from_checkpoint is not None:
             return self._warm_start(data, self.plan.from_checkpoint), None
         cfg = GoraConfig.from_dict(self.plan.adapter)
-        self.reporter.phase(JobPhase.PROBING, f"Probing gradients over {cfg.probe_steps} batches")
-        # Probe batches are training micro-batches: probing then needs no more memory than a step.
-        batch = self.plan.hyperparameters["micro_batch_size"]
-        batches = make_batches(data.train, data.collator, batch, seed=cfg.seed)
-        batches = rank_batches(batches, cfg.probe_steps, self.rank, self.world)
         base = data.base
         if torch.cuda.is_available():  # probe where it trains: this rank's GPU (set by the child)
             base = base.to(torch.device("cuda", torch.cuda.current_device()))
         try:
-            model = get_gora_model(
-                base, cfg, probe_with_progress(batches, cfg.probe_steps, self.reporter)
-            )
+            probe, reused = self._probe(base, data, cfg) if cfg.is_gora else (None, False)
+            model = get_gora_model(base, cfg, probe=probe)
         except TargetModulesNotFound as exc:
             raise JobUserError(
                 ErrorCode.USER_TARGET_MODULES_NOT_FOUND, str(exc), "adapter.target_modules"
             ) from exc
+        if reused:
+            model.gora_report.probe["reused"] = True
         # The report is rank 0's, broadcast by gora: every rank holds the same.
         self.reporter.allocation(model.gora_report.to_dict())
         return model, None
+
+    def _probe(self, base, data: JobData, cfg: GoraConfig) -> tuple[ProbeResult, bool]:
+        """The probe's gradients: kept from an earlier job of the team with the same model, data
+        and probe settings (single-process jobs), else measured now, and kept."""
+        self.reporter.phase(JobPhase.PROBING, f"Probing gradients over {cfg.probe_steps} batches")
+        cache = ProbeCache(self.storage, self.plan.team_id, self.work.data)
+        key = probe_key(self.plan, cfg, data.data_sha256) if self.world == 1 else None
+        kept = cache.load(key) if key else None
+        if kept is not None:
+            self.reporter.event(
+                "Probe reused: an earlier job of this team probed the same model, data and "
+                "probe settings",
+                probe_key=key,
+            )
+            return kept, True
+        # Probe batches are training micro-batches: probing then needs no more memory than a step.
+        batch = self.plan.hyperparameters["micro_batch_size"]
+        batches = make_batches(data.train, data.collator, batch, seed=cfg.seed)
+        batches = rank_batches(batches, cfg.probe_steps, self.rank, self.world)
+        batches = probe_with_progress(batches, cfg.probe_steps, self.reporter)
+        probe = probe_gradients(base, target_layers(base, cfg), batches, cfg.probe_steps)
+        if key:
+            cache.save(key, probe)
+        return probe, False
 
     def _warm_start(self, data: JobData, source: dict[str, Any]):
         """The adapter of an earlier job (or checkpoint), trainable, its ranks kept: no probe. The
@@ -218,6 +252,15 @@ class JobRecipe:
             raise JobUserError(
                 ErrorCode.USER_BAD_CONFIG, str(exc), "hyperparameters.learning_rate_multiplier"
             ) from exc
+
+    # --- dry run (rank 0) ----------------------------------------------------------------------
+    def preview(self, model, data: JobData) -> None:
+        config = training_config(self.plan, self.work.checkpoints)
+        throughput = self.reporter.pool_throughput()
+        preview = dry_run_preview(
+            model, data.stats, config, self.plan.task, throughput, world=self.world
+        )
+        self.reporter.finish_dry_run(preview, describe(preview))
 
     # --- export (rank 0) --------------------------------------------------------------------------
     def export(self, model, data: JobData, result: TrainingResult) -> None:

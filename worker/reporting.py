@@ -226,6 +226,14 @@ class JobReporter:
 
         return bool(self._write(write))
 
+    def pool_throughput(self) -> tuple[float, int] | None:
+        """(median tokens/s, reports) of earlier jobs of this job's model on its pool."""
+        return self._read(lambda s: repository.pool_throughput(s, self.job_id))
+
+    def finish_dry_run(self, preview: dict[str, Any], message: str) -> bool:
+        """A dry run ends succeeded, with its preview on the job."""
+        return self._finish(JobStatus.RUNNING, JobStatus.SUCCEEDED, message, preview=preview)
+
     def stopped(self, step: int) -> bool:
         """The end of a run that stopped before its last step: paused (its checkpoint at ``step`` is
         stored; a resume continues from it, on any worker), or cancelled."""
@@ -279,6 +287,9 @@ class QuietReporter(JobReporter):
         return False
 
     def stopped(self, step: int) -> bool:
+        return False
+
+    def finish_dry_run(self, preview: dict[str, Any], message: str) -> bool:
         return False
 
     def fail(self, error: JobError) -> bool:

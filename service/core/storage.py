@@ -24,6 +24,11 @@ def file_key(file_id: str) -> str:
     return f"files/{file_id}"
 
 
+def probe_cache_key(team_id: str, key: str) -> str:
+    """A team's kept probe (worker/probe_cache.py): per team, so no key tells of another's data."""
+    return f"probe-cache/{team_id}/{key}.safetensors"
+
+
 def upload_prefix(upload_id: str) -> str:
     return f"uploads/{upload_id}"
 

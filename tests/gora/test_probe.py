@@ -107,3 +107,32 @@ def test_targets_by_suffix_and_errors(tiny_llama):
 def test_make_batches_is_deterministic():
     a, b = make_batches(), make_batches()
     assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b, strict=True))
+
+
+def test_a_saved_probe_gives_the_same_adapter_as_probing_again(tmp_path):
+    from gora import GoraConfig, get_gora_model
+    from gora.adapters import target_layers
+    from gora.probe import load_probe, save_probe
+
+    cfg = GoraConfig(r_ref=4, probe_steps=3, gamma=0.1)
+    probed = get_gora_model(make_tiny_llama(), cfg, make_batches())
+    base = make_tiny_llama()
+    probe = probe_gradients(base, target_layers(base, cfg), make_batches(), cfg.probe_steps)
+    save_probe(probe, tmp_path / "probe.safetensors")
+    loaded = load_probe(tmp_path / "probe.safetensors")
+    assert (loaded.steps, loaded.samples, loaded.mean_loss) == (
+        probe.steps, probe.samples, probe.mean_loss,
+    )  # fmt: skip
+    # Another gamma and r_ref from the same probe: no batches needed.
+    for settings in (cfg, GoraConfig(r_ref=8, probe_steps=3, gamma=0.02)):
+        reused = get_gora_model(make_tiny_llama(), settings, probe=loaded)
+        fresh = get_gora_model(make_tiny_llama(), settings, make_batches())
+        assert reused.gora_report.ranks == fresh.gora_report.ranks
+        for (name, a), (_, b) in zip(
+            reused.named_parameters(), fresh.named_parameters(), strict=True
+        ):
+            assert torch.equal(a, b), name
+    assert (
+        probed.gora_report.ranks
+        == get_gora_model(make_tiny_llama(), cfg, probe=loaded).gora_report.ranks
+    )

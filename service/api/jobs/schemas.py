@@ -51,6 +51,9 @@ class JobOut(BaseModel):
     gpu: GpuOut
     priority: int
     from_checkpoint: str | None = None  # Together's field: the job or checkpoint it started from
+    dry_run: bool = False
+    # A dry run's result: trainable and LoRA parameters, tokens, steps, estimated duration.
+    preview: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -80,6 +83,8 @@ class JobOut(BaseModel):
             gpu=GpuOut(pool=job.pool, count=job.gpu_count),
             priority=job.priority,
             from_checkpoint=(job.from_checkpoint or {}).get("ref"),
+            dry_run=job.dry_run,
+            preview=job.preview,
         )
 
 

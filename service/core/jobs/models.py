@@ -56,6 +56,9 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(default=0)
     # A warm start: {ref, job_id, step, adapter_key} of the adapter this job continues from.
     from_checkpoint: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # A dry run validates, tokenises and probes, then ends with ``preview`` instead of training.
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    preview: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     status: Mapped[str] = mapped_column(String(20))
     phase: Mapped[str | None] = mapped_column(String(20), default=None)

@@ -334,6 +334,35 @@ def validation_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
     ]
 
 
+THROUGHPUT_REPORTS = 50  # the latest metrics reports the pool's throughput is the median of
+
+
+def pool_throughput(session: Session, job_id: str) -> tuple[float, int] | None:
+    """(median trained tokens per second, how many reports) over the latest metrics reports of
+    succeeded jobs that trained the same model on the same pool as ``job_id``; None without any."""
+    job = get(session, job_id)
+    if job is None:
+        return None
+    query = (
+        select(JobEvent.data)
+        .join(Job, Job.id == JobEvent.job_id)
+        .where(Job.pool == job.pool, Job.model == job.model, Job.id != job.id)
+        .where(Job.status == JobStatus.SUCCEEDED.value, Job.dry_run.is_(False))
+        .where(JobEvent.type == "metrics")
+        .order_by(JobEvent.seq.desc())
+        .limit(4 * THROUGHPUT_REPORTS)
+    )
+    rates = [
+        float(data["tokens_per_s"])
+        for data in session.scalars(query)
+        if data and data.get("tokens_per_s")
+    ][:THROUGHPUT_REPORTS]
+    if not rates:
+        return None
+    rates.sort()
+    return rates[len(rates) // 2], len(rates)
+
+
 def training_metric_steps(session: Session, job_id: str) -> set[int]:
     return {data["step"] for data in training_metrics(session, job_id)}
 

@@ -113,6 +113,7 @@ def _new_job(team_id: str, body: JobCreate, spec: JobSpec, seed: int) -> Job:
         gpu_count=spec.gpu_count,
         priority=body.priority,
         from_checkpoint=spec.from_checkpoint,
+        dry_run=body.dry_run,
         # Files are validated when uploaded, so a new job is ready for a worker at once.
         status=JobStatus.QUEUED.value,
     )

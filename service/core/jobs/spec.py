@@ -113,6 +113,11 @@ class JobCreate(BaseModel):
     adapter: AdapterSpec | None = None
     gpu: GpuRequest | None = None
     priority: Annotated[int, Field(ge=0, le=9)] = 0
+    dry_run: bool = Field(
+        default=False,
+        description="Validate, tokenise and (GoRA) probe on a worker, then stop: the allocation, "
+        "parameter and token counts, steps and an estimated duration, without training",
+    )
     from_checkpoint: Annotated[str, StringConstraints(max_length=100, pattern=PRINTABLE)] | None = (
         Field(
             default=None,
