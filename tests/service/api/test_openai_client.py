@@ -81,3 +81,32 @@ def test_a_wrong_key_is_an_authentication_error(live_url: str):
     client = openai.OpenAI(base_url=f"{live_url}/v1", api_key="gsk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.fine_tuning.jobs.list()
+
+
+def test_method_pause_and_resume_through_the_client(openai_client: openai.OpenAI):
+    uploaded = openai_client.files.create(
+        file=("t.jsonl", io.BytesIO(jsonl(support.CHAT))), purpose="fine-tune"
+    )
+    job = openai_client.fine_tuning.jobs.create(
+        model="smollm2-135m",
+        training_file=uploaded.id,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}},
+    )
+    assert job.method.type == "supervised"
+    assert job.method.supervised.hyperparameters.n_epochs == 2 and job.hyperparameters.n_epochs == 2
+    with pytest.raises(openai.BadRequestError) as unsupported:
+        openai_client.fine_tuning.jobs.create(
+            model="smollm2-135m", training_file=uploaded.id, method={"type": "dpo"}
+        )
+    assert unsupported.value.param == "method.type" and "supervised" in unsupported.value.message
+
+    paused = openai_client.fine_tuning.jobs.pause(job.id)  # queued: paused at once
+    assert paused.status == "paused"
+    assert openai_client.fine_tuning.jobs.pause(job.id).status == "paused"  # asked twice: the same
+    resumed = openai_client.fine_tuning.jobs.resume(job.id)
+    assert resumed.status == "queued"
+    assert openai_client.fine_tuning.jobs.checkpoints.list(job.id).data == []
+    openai_client.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(openai.ConflictError) as finished:
+        openai_client.fine_tuning.jobs.pause(job.id)
+    assert finished.value.code == "job_not_pausable"
