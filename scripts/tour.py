@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     console.rule(f"done in {time.monotonic() - began:.0f} s")
     console.print(
         f"The service is still running at {url} (pid {pid}, log {data_dir / 'up.log'}). Try:\n"
+        f"  the dashboard: open {url}/ and sign in with the API key {key}\n"
         f"  export GORA_API_URL={url} GORA_API_KEY={key}\n"
         f"  .venv/bin/gora jobs\n"
         f"  .venv/bin/gora allocation {job_id}\n"

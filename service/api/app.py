@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.api.auth import KeyCache, key_lookups
+from service.api.dashboard.router import assets as dashboard_assets
+from service.api.dashboard.router import router as dashboard_router
 from service.api.db import AsyncDatabase
 from service.api.deps import AppState
 from service.api.errors import install_error_handlers
@@ -83,7 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order: the probes first, then the jobs router, whose job status is
     # the endpoint clients poll (no two routers share a path, so the order changes nothing else).
     routers = (health_router, jobs_router, teams_router, files_router, uploads_router)
-    for router in (*routers, models_router, hooks_router):
+    for router in (*routers, models_router, hooks_router, dashboard_router):
         app.include_router(router)
+    app.mount("/dashboard", dashboard_assets, name="dashboard")
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

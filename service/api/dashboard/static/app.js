@@ -1,0 +1,374 @@
+// The GoRA dashboard: a page over the public API (the same calls as curl or OpenAI's client), with the
+// team's API key kept in sessionStorage (this tab only). No framework and no build step: views are
+// plain functions that fetch, then render into #view; charts and the heatmap are SVG drawn here.
+"use strict";
+
+const KEY = "gora.apiKey";
+const PHASES = ["queued", "loading", "probing", "training", "exporting", "done"];
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+let stopLive = () => {};  // the current view's timers and streams, stopped when the view changes
+
+// ---- the API ---------------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY)}`, ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) { signOut(); throw new Error("the API key was refused"); }
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    const error = new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+    error.detail = body.error || {};
+    throw error;
+  }
+  return response;
+}
+const getJson = async (path) => (await api(path)).json();
+
+async function download(path, filename) {
+  const blob = await (await api(path)).blob();
+  const link = el("a", { href: URL.createObjectURL(blob), download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+// Server-sent events read with fetch (EventSource cannot send the Authorization header).
+function streamEvents(jobId, onEvent) {
+  const controller = new AbortController();
+  (async () => {
+    const response = await api(`/v1/fine_tuning/jobs/${jobId}/events/stream`, { signal: controller.signal });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = frame.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        const kind = (frame.split("\n").find((l) => l.startsWith("event: ")) || "event: message").slice(7);
+        if (data) onEvent(kind, JSON.parse(data));
+      }
+    }
+  })().catch((error) => { if (error.name !== "AbortError") console.warn(error); });
+  return () => controller.abort();
+}
+
+// ---- small DOM helpers -------------------------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(name, value);
+  }
+  node.append(...children.flat().filter((c) => c !== null && c !== undefined));
+  return node;
+}
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  node.append(...children.flat());
+  return node;
+}
+const when = (unix) => (unix ? new Date(unix * 1000).toLocaleString() : "");
+const seconds = (s) => (s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
+const card = (title, ...body) => el("section", { class: "card", "aria-label": title }, el("h2", {}, title), ...body);
+function show(...nodes) {
+  const view = document.getElementById("view");
+  view.replaceChildren(...nodes);
+}
+function failure(error) {
+  show(card("Something went wrong", el("p", { class: "error", role: "alert" }, error.message)));
+}
+
+// ---- jobs ------------------------------------------------------------------------------------
+function duration(job) {
+  if (!job.started_at) return "";
+  return seconds((job.finished_at || Date.now() / 1000) - job.started_at);
+}
+
+function jobRow(job) {
+  const eta = job.estimated_finish ? `ETA ${new Date(job.estimated_finish * 1000).toLocaleTimeString()}` : "";
+  return el("tr", {},
+    el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id)),
+    el("td", { class: `status-${job.status}` }, job.status),
+    el("td", {}, job.phase || ""),
+    el("td", {}, [job.trained_tokens ? `${job.trained_tokens.toLocaleString()} tokens` : "", eta].filter(Boolean).join(", ")),
+    el("td", {}, job.model),
+    el("td", {}, job.dry_run ? `${job.adapter.type} (dry run)` : job.adapter.type),
+    el("td", {}, String(job.adapter.r_ref)),
+    el("td", {}, job.gpu.pool),
+    el("td", {}, when(job.created_at)),
+    el("td", {}, duration(job)));
+}
+
+async function jobsView() {
+  const filter = el("select", { id: "status-filter", "aria-label": "Filter by status" },
+    ["all", "queued", "running", "paused", "succeeded", "failed", "cancelled"].map((s) => el("option", { value: s }, s)));
+  const metadata = el("input", { id: "metadata-filter", placeholder: "key=value", "aria-label": "Filter by metadata (key=value)" });
+  const body = el("tbody");
+  const table = el("table", { "aria-label": "Fine-tuning jobs, newest first" },
+    el("thead", {}, el("tr", {}, ["Job", "Status", "Phase", "Progress", "Model", "Method", "r_ref", "Pool", "Created", "Duration"].map((h) => el("th", { scope: "col" }, h)))),
+    body);
+  async function refresh() {
+    const [key, value] = metadata.value.split("=");
+    const query = key && value ? `&metadata[${encodeURIComponent(key)}]=${encodeURIComponent(value)}` : "";
+    const page = await getJson(`/v1/fine_tuning/jobs?limit=50${query}`);
+    const rows = page.data.filter((j) => filter.value === "all" || j.status === filter.value);
+    body.replaceChildren(...(rows.length ? rows.map(jobRow) : [el("tr", {}, el("td", { colspan: 10 }, "No jobs yet"))]));
+  }
+  filter.addEventListener("change", refresh);
+  metadata.addEventListener("change", refresh);
+  show(card("Jobs", el("p", {}, el("label", { for: "status-filter" }, "Status"), filter,
+    el("label", { for: "metadata-filter" }, "Metadata"), metadata), table));
+  await refresh();
+  const timer = setInterval(() => refresh().catch(() => {}), 3000);
+  stopLive = () => clearInterval(timer);
+}
+
+// ---- one job ---------------------------------------------------------------------------------
+function timeline(job) {
+  const reached = job.status === "succeeded" ? PHASES.length - 1 : job.status === "queued" ? 0 : Math.max(0, PHASES.indexOf(job.phase));
+  return el("ol", { class: "timeline", "aria-label": "Phases" }, PHASES.map((p, i) =>
+    el("li", { class: i < reached ? "done" : i === reached ? "current" : "", "aria-current": i === reached ? "step" : null }, p)));
+}
+
+function lineChart(title, series, { width = 560, height = 180 } = {}) {
+  const points = series.flatMap((s) => s.points);
+  const box = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, role: "img", "aria-label": title, "data-chart": title });
+  if (!points.length) { box.append(svg("text", { x: 10, y: 20 }, "no points yet")); return box; }
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const x = (v) => 64 + ((v - x0) / (x1 - x0 || 1)) * (width - 74);
+  const y = (v) => height - 20 - ((v - y0) / (y1 - y0 || 1)) * (height - 40);
+  box.append(svg("text", { x: 2, y: 24 }, y1.toPrecision(3)), svg("text", { x: 2, y: height - 20 }, y0.toPrecision(3)),
+    svg("text", { x: 64, y: height - 4 }, `step ${x0}`), svg("text", { x: width - 60, y: height - 4 }, `step ${x1}`));
+  for (const s of series) {
+    if (!s.points.length) continue;
+    const path = s.points.map((p, i) => `${i ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
+    box.append(svg("path", { d: path, fill: "none", stroke: s.colour, "stroke-width": 2, "data-series": s.name, "data-points": s.points.length }),
+      s.points.map((p) => svg("circle", { cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 2.5, fill: s.colour },
+        svg("title", {}, `${s.name} at step ${p[0]}: ${p[1].toPrecision(4)}`))));
+  }
+  series.forEach((s, i) => box.append(svg("text", { x: 64 + i * 110, y: 11, fill: s.colour, style: `fill:${s.colour}` }, `— ${s.name}`)));
+  return box;
+}
+
+function splitLayer(name) {
+  const found = /\.(\d+)\./.exec(`.${name}.`);
+  if (!found) return [null, name];
+  return [Number(found[1]), `.${name}.`.slice(found.index + found[0].length).replace(/\.$/, "") || name];
+}
+
+function heatmap(report) {
+  const tooltip = document.getElementById("tooltip");
+  const layers = report.layers.map((l) => ({ ...l, where: splitLayer(l.name) }));
+  const indices = [...new Set(layers.map((l) => l.where[0]))].sort((a, b) => (a ?? -1) - (b ?? -1));
+  const kinds = [...new Set(layers.map((l) => l.where[1]))];
+  const last = kinds.map((k) => k.split(".").pop());
+  const kindLabel = (k) => (new Set(last).size === kinds.length ? k.split(".").pop() : k);
+  const ranks = layers.map((l) => l.rank);
+  const [low, high] = [Math.min(...ranks), Math.max(...ranks)];
+  const cell = 22, left = 7 * Math.max(...kinds.map((k) => kindLabel(k).length)) + 10, top = 18;
+  const width = left + cell * indices.length + 10;
+  const box = svg("svg", { class: "heat", role: "group", "aria-label": "Rank by layer and module",
+    viewBox: `0 0 ${width} ${top + cell * kinds.length + 10}`, width });
+  kinds.forEach((k, r) => box.append(svg("text", { x: 2, y: top + r * cell + 15 }, kindLabel(k))));
+  indices.forEach((i, c) => box.append(svg("text", { x: left + c * cell + 4, y: 12 }, i ?? "-")));
+  for (const layer of layers) {
+    const share = high === low ? 0.5 : (layer.rank - low) / (high - low);
+    const label = `${layer.name}: rank ${layer.rank}, importance ${layer.importance ?? "n/a"}, share ${layer.share ?? "n/a"}, ${layer.params.toLocaleString()} parameters`;
+    const rect = svg("rect", { x: left + indices.indexOf(layer.where[0]) * cell, y: top + kinds.indexOf(layer.where[1]) * cell,
+      width: cell - 2, height: cell - 2, fill: `hsl(${250 - 190 * share}, 65%, ${30 + 35 * share}%)`, tabindex: 0,
+      role: "img", "aria-label": label, "data-module": layer.name, "data-rank": layer.rank }, svg("title", {}, label));
+    const reveal = (event) => {
+      tooltip.textContent = label;
+      tooltip.hidden = false;
+      const where = event.clientX !== undefined ? event : rect.getBoundingClientRect();
+      const left = Math.min((where.clientX ?? where.left) + 12, window.innerWidth - tooltip.offsetWidth - 8);
+      tooltip.style.left = `${Math.max(4, left)}px`;
+      tooltip.style.top = `${(where.clientY ?? where.top) + 16}px`;
+    };
+    rect.addEventListener("mousemove", reveal);
+    rect.addEventListener("focus", reveal);
+    rect.addEventListener("mouseleave", () => { tooltip.hidden = true; });
+    rect.addEventListener("blur", () => { tooltip.hidden = true; });
+    box.append(rect);
+  }
+  return box;
+}
+
+function rankBars(report) {
+  const byLayer = new Map();
+  for (const l of report.layers) {
+    const index = splitLayer(l.name)[0];
+    byLayer.set(index, (byLayer.get(index) || 0) + l.rank);
+  }
+  const entries = [...byLayer.entries()].sort((a, b) => (a[0] ?? -1) - (b[0] ?? -1));
+  const most = Math.max(...entries.map((e) => e[1]));
+  const width = 560, height = 120, bar = (width - 10) / entries.length;
+  return svg("svg", { viewBox: `0 0 ${width} ${height}`, width, role: "img", "aria-label": "Total rank per layer" },
+    entries.map(([index, total], i) => svg("rect", { x: 5 + i * bar, y: height - 5 - (total / most) * (height - 20),
+      width: Math.max(1, bar - 2), height: (total / most) * (height - 20), fill: "#2f5fd0" },
+      svg("title", {}, `layer ${index ?? "-"}: total rank ${total}`))));
+}
+
+function allocationCard(report) {
+  const t = report.totals;
+  const used = `${t.allocated.toLocaleString()} of LoRA's ${t.budget.toLocaleString()} parameters (${((100 * t.allocated) / t.budget).toFixed(1)} %), ranks ${t.rank_min}–${t.rank_max}`;
+  const reused = report.probe && report.probe.reused ? " (probe reused from an earlier job)" : "";
+  return card("Rank allocation", el("p", {}, `${report.adapter_type}: ${used}${reused}`), heatmap(report),
+    el("h3", {}, "Rank per layer"), rankBars(report));
+}
+
+function checkpointsCard(job, checkpoints) {
+  const rows = checkpoints.map((c) => el("tr", {},
+    el("td", {}, String(c.step_number)),
+    el("td", {}, Object.entries(c.metrics).filter(([k]) => k !== "step").map(([k, v]) => `${k} ${typeof v === "number" ? v.toPrecision(4) : v}`).join(", ")),
+    el("td", {}, ["peft", "uniform"].map((f) => el("button", { type: "button", class: "secondary",
+      onclick: () => download(`/v1/fine_tuning/jobs/${job.id}/checkpoints/${c.id}/adapter?format=${f}`, `${job.id}-step-${c.step_number}-${f}.tar.gz`) }, f)))));
+  return card("Checkpoints", rows.length ? el("table", {}, el("thead", {}, el("tr", {}, ["Step", "Metrics", "Adapter"].map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows)) : el("p", {}, "None yet"));
+}
+
+async function jobView(jobId) {
+  let job = await getJson(`/v1/fine_tuning/jobs/${jobId}`);
+  const train = [], valid = [], lr = [];
+  const log = el("ol", { class: "events", "aria-label": "Events, oldest first", reversed: false });
+  const charts = el("div", { class: "charts" });
+  const head = el("div");
+  const allocation = el("div");
+  const checkpoints = el("div");
+  const drawCharts = () => charts.replaceChildren(
+    lineChart("Training and validation loss", [{ name: "train loss", colour: "#2f5fd0", points: train }, { name: "valid loss", colour: "#d0702f", points: valid }]),
+    lineChart("Learning rate", [{ name: "learning rate", colour: "#1e7a3c", points: lr }], { height: 110 }));
+  const drawHead = () => head.replaceChildren(card(`Job ${job.id}`,
+    el("p", {}, el("strong", { class: `status-${job.status}`, id: "job-status" }, job.status),
+      job.phase && !TERMINAL.has(job.status) ? ` · ${job.phase}` : "",
+      job.estimated_finish ? ` · ETA ${new Date(job.estimated_finish * 1000).toLocaleTimeString()}` : ""),
+    timeline(job),
+    job.error ? el("p", { class: "error", role: "alert" }, `${job.error.message}`, job.error.param ? ` (field: ${job.error.param})` : "") : null,
+    el("p", {},
+      TERMINAL.has(job.status) ? null : el("button", { type: "button", class: "danger", id: "cancel", onclick: async () => { job = await (await api(`/v1/fine_tuning/jobs/${job.id}/cancel`, { method: "POST" })).json(); drawHead(); } }, "Cancel"),
+      job.status === "succeeded" && !job.dry_run ? ["peft", "uniform"].map((f) => el("button", { type: "button", class: "secondary", id: `download-${f}`,
+        onclick: () => download(`/v1/fine_tuning/jobs/${job.id}/adapter?format=${f}`, `${job.id}-${f}.tar.gz`) }, `Download adapter (${f})`)) : null),
+    job.preview ? el("pre", { "aria-label": "Dry run preview" }, JSON.stringify(job.preview, null, 2)) : null,
+    el("details", {}, el("summary", {}, "Spec as resolved (\"auto\" shown as the numbers used)"),
+      el("pre", {}, JSON.stringify({ model: job.model, hyperparameters: job.hyperparameters, adapter: job.adapter, gpu: job.gpu, priority: job.priority, from_checkpoint: job.from_checkpoint, metadata: job.metadata }, null, 2)))));
+  const refreshReports = async () => {
+    const report = await api(`/v1/fine_tuning/jobs/${jobId}/allocation`).then((r) => r.json()).catch(() => null);
+    if (report) allocation.replaceChildren(allocationCard(report));
+    const page = await getJson(`/v1/fine_tuning/jobs/${jobId}/checkpoints?limit=50`);
+    checkpoints.replaceChildren(checkpointsCard(job, page.data));
+  };
+  drawHead(); drawCharts();
+  show(head, card("Training", charts), allocation, checkpoints, card("Events", log));
+  await refreshReports();
+  const stopStream = streamEvents(jobId, async (kind, event) => {
+    if (kind === "end") { job = await getJson(`/v1/fine_tuning/jobs/${jobId}`); drawHead(); await refreshReports(); return; }
+    log.append(el("li", { class: event.level === "error" ? "error" : "" }, `${when(event.created_at)} ${event.message}`));
+    const data = event.data || {};
+    if (event.type === "metrics" && data.loss !== undefined) { train.push([data.step, data.loss]); lr.push([data.step, data.learning_rate]); drawCharts(); }
+    if (event.type === "metrics" && data.valid_loss !== undefined) { valid.push([data.step, data.valid_loss]); drawCharts(); }
+    if (data.phase || data.totals || event.message.startsWith("Checkpoint")) {
+      job = await getJson(`/v1/fine_tuning/jobs/${jobId}`); drawHead(); await refreshReports();
+    }
+  });
+  stopLive = stopStream;
+}
+
+// ---- new job and files -----------------------------------------------------------------------
+async function uploadFile(input, report) {
+  const form = new FormData();
+  form.append("purpose", "fine-tune");
+  form.append("file", input.files[0]);
+  const file = await (await api("/v1/files", { method: "POST", body: form })).json();
+  const errors = file.errors.map((e) => el("li", {}, `line ${e.line}${e.field ? `, ${e.field}` : ""}: ${e.message}`));
+  report.replaceChildren(
+    el("p", { class: file.status === "processed" ? "status-succeeded" : "error", role: "status" },
+      `${file.filename}: ${file.status}, ${file.rows} rows${file.format ? ` (${file.format})` : ""}${file.labels.length ? `, labels ${file.labels.join(", ")}` : ""}`),
+    errors.length ? el("ul", { class: "line-errors", "aria-label": "Line errors" }, errors) : null);
+  return file;
+}
+
+async function newJobView() {
+  const models = (await getJson("/v1/models")).data;
+  const fileInput = el("input", { type: "file", id: "training-file", accept: ".jsonl,application/jsonl", required: true });
+  const report = el("div", { id: "file-report" });
+  const model = el("select", { id: "model" }, models.map((m) => el("option", { value: m.id }, m.id)));
+  const method = el("select", { id: "method" }, el("option", { value: "gora" }, "GoRA"), el("option", { value: "lora" }, "LoRA"));
+  const rRef = el("input", { id: "r-ref", type: "number", min: 1, max: 4096, value: 8 });
+  const probeSteps = el("input", { id: "probe-steps", type: "number", min: 1, max: 100000, value: 64 });
+  const gamma = el("input", { id: "gamma", type: "number", min: 0, step: "any", value: 0.05 });
+  const epochs = el("input", { id: "n-epochs", placeholder: "auto", "aria-describedby": "epochs-help" });
+  const message = el("p", { class: "error", role: "alert" });
+  let file = null;
+  fileInput.addEventListener("change", async () => { file = null; try { file = await uploadFile(fileInput, report); } catch (error) { report.replaceChildren(el("p", { class: "error" }, error.message)); } });
+  const form = el("form", { id: "new-job", onsubmit: async (event) => {
+    event.preventDefault();
+    message.textContent = "";
+    if (!file || file.status !== "processed") { message.textContent = "Upload a file without errors first (training_file)"; return; }
+    const hyperparameters = epochs.value ? { n_epochs: Number(epochs.value) } : {};
+    const body = { model: model.value, training_file: file.id, hyperparameters,
+      adapter: { type: method.value, r_ref: Number(rRef.value), probe_steps: Number(probeSteps.value), gamma: Number(gamma.value) } };
+    try {
+      const job = await (await api("/v1/fine_tuning/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json();
+      location.hash = `#/jobs/${job.id}`;
+    } catch (error) { message.textContent = `${error.message}${error.detail.param ? ` (field: ${error.detail.param})` : ""}`; }
+  } },
+    el("label", { for: "training-file" }, "Training file (JSONL)"), fileInput, report,
+    el("label", { for: "model" }, "Model"), model,
+    el("label", { for: "method" }, "Method"), method,
+    el("label", { for: "r-ref" }, "r_ref (1–4096; the budget is LoRA's at this rank)"), rRef,
+    el("label", { for: "probe-steps" }, "Probe batches (GoRA; 1–100000, default 64)"), probeSteps,
+    el("label", { for: "gamma" }, "γ, the init's step (GoRA; ≥ 0, default 0.05)"), gamma,
+    el("label", { for: "n-epochs" }, "Epochs"), epochs, el("small", { id: "epochs-help" }, " 1–50, or empty for auto"),
+    el("p", {}, el("button", { type: "submit" }, "Submit")), message);
+  show(card("New job", form));
+}
+
+async function filesView() {
+  const page = await getJson("/v1/files?limit=100");
+  const rows = page.data.map((f) => el("tr", {}, el("td", {}, f.id), el("td", {}, f.filename), el("td", { class: f.status === "processed" ? "status-succeeded" : "status-failed" }, f.status),
+    el("td", {}, f.format || ""), el("td", {}, String(f.rows)), el("td", {}, f.labels.join(", ")), el("td", {}, f.purpose), el("td", {}, when(f.created_at))));
+  show(card("Files", el("table", { "aria-label": "Files, newest first" }, el("thead", {}, el("tr", {}, ["File", "Name", "Status", "Format", "Rows", "Labels", "Purpose", "Created"].map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows))));
+}
+
+// ---- sign-in and routing -----------------------------------------------------------------------
+function signOut() {
+  sessionStorage.removeItem(KEY);
+  route();
+}
+
+async function route() {
+  stopLive();
+  stopLive = () => {};
+  const signedIn = Boolean(sessionStorage.getItem(KEY));
+  document.getElementById("sign-in").hidden = signedIn;
+  document.getElementById("nav").hidden = !signedIn;
+  if (!signedIn) { show(); document.getElementById("api-key").focus(); return; }
+  const [, section, id] = (location.hash || "#/jobs").split("/");
+  try {
+    if (section === "jobs" && id) await jobView(id);
+    else if (section === "new") await newJobView();
+    else if (section === "files") await filesView();
+    else await jobsView();
+  } catch (error) { failure(error); }
+}
+
+document.getElementById("sign-in").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = document.getElementById("api-key").value.trim();
+  sessionStorage.setItem(KEY, key);
+  try {
+    await getJson("/v1/files?limit=1");  // a team endpoint: a wrong key is refused here
+    document.getElementById("sign-in-error").textContent = "";
+    route();
+  } catch (error) {
+    sessionStorage.removeItem(KEY);
+    document.getElementById("sign-in-error").textContent = `Sign-in failed: ${error.message}`;
+  }
+});
+document.getElementById("sign-out").addEventListener("click", signOut);
+window.addEventListener("hashchange", route);
+route();
