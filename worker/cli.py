@@ -20,15 +20,26 @@ def start_worker(pool: str, gpus: str | None, reconcile: bool, loglevel: str = "
 
     from worker.celery_app import app
 
+    stop = threading.Event()
+    # Started once the pool's processes exist, so no fork copies the threads' connections.
+    signals.worker_ready.connect(lambda **_: start_presence(pool, stop), weak=False)
     if reconcile and WorkerSettings().reconcile_every_s > 0:
-        stop = threading.Event()
-        # Started once the pool's processes exist, so no fork copies the thread's connections.
         signals.worker_ready.connect(lambda **_: start_reconciler(stop), weak=False)
-        signals.worker_shutdown.connect(lambda **_: stop.set(), weak=False)
+    signals.worker_shutdown.connect(lambda **_: stop.set(), weak=False)
     name = f"{pool}-{os.getpid()}@%h"
     argv = ["worker", "-Q", queue_for_pool(pool), "-c", "1", "-n", name, "--loglevel", loglevel]
     # No mingle/gossip: workers share nothing but the queue, and both slow the start down.
     app.worker_main([*argv, "--without-mingle", "--without-gossip"])
+
+
+def start_presence(pool: str, stop: threading.Event) -> threading.Thread:
+    from worker.presence import run_presence
+
+    database = Database(get_settings().database_url)
+    args = (database, pool, WorkerSettings().heartbeat_s, stop)
+    thread = threading.Thread(target=run_presence, args=args, name="presence", daemon=True)
+    thread.start()
+    return thread
 
 
 def start_reconciler(stop: threading.Event) -> threading.Thread:

@@ -23,6 +23,7 @@ from service.api.jobs.router import router as jobs_router
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.models import router as models_router
 from service.api.openapi import install_openapi
+from service.api.pools import router as pools_router
 from service.api.teams.router import router as teams_router
 from service.api.uploads.router import router as uploads_router
 from service.api.uploads.sweeper import run_upload_sweeper
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Routes are matched in order: the probes first, then the jobs router, whose job status is
     # the endpoint clients poll (no two routers share a path, so the order changes nothing else).
-    routers = (health_router, jobs_router, teams_router, files_router, uploads_router)
+    routers = (health_router, jobs_router, teams_router, files_router, uploads_router, pools_router)
     for router in (*routers, models_router, hooks_router, dashboard_router):
         app.include_router(router)
     app.mount("/dashboard", dashboard_assets, name="dashboard")

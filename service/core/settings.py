@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     # How often the server-sent-events stream looks for new events.
     event_poll_interval_s: float = Field(default=1.0, gt=0)
+    # A worker is shown online (GET /v1/pools) while its last presence stamp is this recent.
+    worker_online_within_s: float = Field(default=30.0, gt=0)
     # Webhooks: how often each API server looks for due deliveries, how long one POST may take,
     # and the waits between attempts (comma-separated seconds; one more attempt than waits).
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)

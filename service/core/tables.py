@@ -11,6 +11,7 @@ from service.core.jobs.models import (
 )
 from service.core.teams.models import ApiKey, Team
 from service.core.webhooks.models import WebhookDelivery, WebhookEndpoint
+from service.core.workers.models import Worker
 
 __all__ = [
     "ApiKey",
@@ -26,4 +27,5 @@ __all__ = [
     "UploadPart",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "Worker",
 ]

@@ -18,7 +18,7 @@ from playwright.sync_api import sync_playwright
 
 from service.api.app import create_app
 from tests.helpers.api import jsonl, new_team
-from tests.helpers.jobs import classification_rows, submit, wait_for
+from tests.helpers.jobs import POOL, classification_rows, submit, wait_for
 from tests.helpers.live_server import serve
 from tests.helpers.models import MINILM
 
@@ -119,6 +119,11 @@ def test_a_team_runs_a_job_from_the_dashboard(stack, team, worker, live_url, bro
     fetched.value.save_as(archive)
     with tarfile.open(archive) as opened:
         assert f"{job_id}-peft/adapter_config.json" in opened.getnames()
+
+    # The pools: this session's worker online in its pool.
+    page.get_by_role("link", name="Pools").click()
+    page.get_by_role("table", name=f"Workers in pool {POOL}").wait_for()
+    shots.take(page, "pools")
 
     # The jobs table lists it; at 390 px the page does not scroll sideways.
     page.get_by_role("link", name="Jobs").click()

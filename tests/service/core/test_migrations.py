@@ -30,6 +30,7 @@ EXPECTED_TABLES = {
     "webhook_deliveries",
     "uploads",
     "upload_parts",
+    "workers",
     "idempotency_keys",
     "alembic_version",
 }

@@ -334,6 +334,24 @@ async function filesView() {
   show(card("Files", el("table", { "aria-label": "Files, newest first" }, el("thead", {}, el("tr", {}, ["File", "Name", "Status", "Format", "Rows", "Labels", "Purpose", "Created"].map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows))));
 }
 
+async function poolsView() {
+  await drawPools();
+  const timer = setInterval(() => drawPools().catch(() => {}), 5000);
+  stopLive = () => clearInterval(timer);
+}
+
+async function drawPools() {
+  const pools = (await getJson("/v1/pools")).data;
+  const limit = (t) => (t.max_running_jobs === null ? "no limit" : `limit ${t.max_running_jobs}`);
+  show(...pools.map((pool) => card(`Pool ${pool.id}`,
+    el("p", {}, `${pool.workers.length} worker${pool.workers.length === 1 ? "" : "s"} online · your team: ${pool.team.running} running, ${pool.team.queued} queued (${limit(pool.team)})`),
+    pool.workers.length ? el("table", { "aria-label": `Workers in pool ${pool.id}` },
+      el("thead", {}, el("tr", {}, ["Worker", "Host", "GPUs", "Started", "Last heartbeat"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, pool.workers.map((w) => el("tr", {}, el("td", {}, w.id), el("td", {}, w.host),
+        el("td", {}, w.gpus.length ? w.gpus.join(", ") : "CPU"), el("td", {}, when(w.started_at)), el("td", {}, when(w.last_heartbeat_at))))))
+      : null)));
+}
+
 // ---- sign-in and routing -----------------------------------------------------------------------
 function signOut() {
   sessionStorage.removeItem(KEY);
@@ -352,6 +370,7 @@ async function route() {
     if (section === "jobs" && id) await jobView(id);
     else if (section === "new") await newJobView();
     else if (section === "files") await filesView();
+    else if (section === "pools") await poolsView();
     else await jobsView();
   } catch (error) { failure(error); }
 }
