@@ -87,6 +87,8 @@ def test_a_team_runs_a_job_from_the_dashboard(stack, team, worker, live_url, bro
     page.get_by_label("Training file (JSONL)").set_input_files(str(good))
     page.get_by_text("good.jsonl: processed").wait_for()
     page.get_by_label("Model").select_option(MINILM)
+    # The form's ranges and defaults come from GET /v1/fine_tuning/adapter_settings.
+    assert "≥ 1, ≤ 4096; default 8" in page.locator('label[for="r-ref"]').inner_text()
     page.get_by_label(re.compile("^r_ref")).fill("4")
     page.get_by_label(re.compile("^Probe batches")).fill("2")
     page.get_by_label("Epochs").fill("1")

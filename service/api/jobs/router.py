@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -22,6 +22,7 @@ from service.api.schemas import ListPage
 from service.core import ids, storage
 from service.core.errors import InvalidRequest, NotFound
 from service.core.jobs import service
+from service.core.jobs.adapter_settings import adapter_settings
 from service.core.jobs.lifecycle import JobStatus
 from service.core.jobs.spec import JobCreate
 
@@ -89,14 +90,17 @@ async def create_job(
 @router.get(
     "/jobs",
     response_model=ListPage[JobOut],
-    description="Newest first. Filter with `metadata[key]=value` query parameters.",
+    description="Newest first. Filter with `metadata[key]=value` query parameters. Queued jobs "
+    "carry `queue_position` here (1: the next its pool claims).",
 )
 async def list_jobs(
     request: Request, team: CurrentTeam, session: DbSession, after: After = None, limit: Limit = 20
 ) -> ListPage[JobOut]:
     metadata = _metadata_filter(request)
     rows, has_more = await session.run_sync(service.list_jobs, team.id, after, limit, metadata)
-    return ListPage.of([JobOut.of(j) for j in rows], has_more, [j.id for j in rows])
+    places = await session.run_sync(service.queue_positions, rows)
+    jobs = [JobOut.of(j).model_copy(update={"queue_position": places.get(j.id)}) for j in rows]
+    return ListPage.of(jobs, has_more, [j.id for j in rows])
 
 
 @router.post(
@@ -127,6 +131,15 @@ async def pause_job(job_id: str, team: CurrentTeam, session: DbSession, state: S
 )
 async def resume_job(job_id: str, team: CurrentTeam, session: DbSession, state: State) -> JobOut:
     return JobOut.of(await session.run_sync(service.resume_job, state.runtime, team.id, job_id))
+
+
+@router.get(
+    "/adapter_settings",
+    description="Each adapter setting (the fields of GoraConfig) with its default and its range "
+    "or choices: what a form needs to offer them.",
+)
+async def get_adapter_settings(team: CurrentTeam) -> dict[str, Any]:
+    return {"object": "list", "data": adapter_settings()}
 
 
 @router.get("/jobs/{job_id}/events", response_model=ListPage[EventOut])

@@ -52,6 +52,7 @@ class JobOut(BaseModel):
     priority: int
     from_checkpoint: str | None = None  # Together's field: the job or checkpoint it started from
     dry_run: bool = False
+    queue_position: int | None = None  # in the job list, for queued jobs: 1 is claimed next
     # A dry run's result: trainable and LoRA parameters, tokens, steps, estimated duration.
     preview: dict[str, Any] | None = None
 

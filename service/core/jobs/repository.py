@@ -71,6 +71,26 @@ def list_for_team(
     return keyset_page(session, query, Job, cursor, limit)
 
 
+def queue_positions(session: Session, jobs: list[Job]) -> dict[str, int]:
+    """Each queued job's place in its pool's queue (1: next), in the order workers claim: higher
+    priority first, then the oldest."""
+    positions = {}
+    for job in jobs:
+        if job.status != JobStatus.QUEUED.value:
+            continue
+        ahead = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.pool == job.pool, Job.status == JobStatus.QUEUED.value, Job.id != job.id)
+            .where(
+                (Job.priority > job.priority)
+                | ((Job.priority == job.priority) & (Job.created_at < job.created_at))
+            )
+        )
+        positions[job.id] = int(ahead or 0) + 1
+    return positions
+
+
 def add(session: Session, job: Job) -> None:
     session.add(job)
     session.flush()

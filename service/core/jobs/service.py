@@ -156,6 +156,10 @@ def list_jobs(
     return repository.list_for_team(session, team_id, cursor, limit, metadata)
 
 
+def queue_positions(session: Session, jobs: list[Job]) -> dict[str, int]:
+    return repository.queue_positions(session, jobs)
+
+
 _STOPPING = "Cancellation requested; the worker stops at its next step"
 
 # What each request does from each status: the status it moves the job to and the event that says

@@ -419,3 +419,41 @@ def test_openai_client_pauses_and_resumes(live_url: str, team: Team, client: Tes
     openai = OpenAI(base_url=f"{live_url}/v1", api_key=team.key)
     assert openai.fine_tuning.jobs.pause(job["id"]).status == "paused"
     assert openai.fine_tuning.jobs.resume(job["id"]).status == "queued"
+
+
+def test_adapter_settings_list_defaults_and_ranges(client, team):
+    body = client.get("/v1/fine_tuning/adapter_settings", headers=team.headers).json()
+    settings = {s["name"]: s for s in body["data"]}
+    assert settings["r_ref"] == {
+        "name": "r_ref",
+        "default": 8,
+        "minimum": 1,
+        "maximum": 4096,
+        "type": "integer",
+    }
+    assert settings["type"]["choices"] == ["gora", "lora"] and settings["type"]["default"] == "gora"
+    assert settings["gamma"]["default"] == 0.05 and settings["gamma"]["minimum"] == 0.0
+    assert settings["r_min"]["default_rule"] == "r_ref / 2"
+    assert settings["lora_dropout"]["exclusiveMaximum"] == 1.0
+    # Every field of the library's config, nothing else.
+    from gora.config import GoraConfig
+
+    assert list(settings) == [f for f in GoraConfig.__dataclass_fields__]
+
+
+def test_the_job_list_gives_queued_jobs_their_place_in_the_queue(client, team):
+    from tests.helpers.api import create_job
+
+    first, second = create_job(client, team), create_job(client, team)
+    urgent = create_job(client, team, priority=9)
+    listed = {
+        j["id"]: j for j in client.get("/v1/fine_tuning/jobs", headers=team.headers).json()["data"]
+    }
+    places = [listed[j["id"]]["queue_position"] for j in (urgent, first, second)]
+    assert places[0] < places[1] < places[2]  # priority first, then the oldest
+    client.post(f"/v1/fine_tuning/jobs/{first['id']}/cancel", headers=team.headers)
+    listed = {
+        j["id"]: j for j in client.get("/v1/fine_tuning/jobs", headers=team.headers).json()["data"]
+    }
+    assert listed[first["id"]]["queue_position"] is None  # no longer waiting
+    assert listed[second["id"]]["queue_position"] == places[2] - 1

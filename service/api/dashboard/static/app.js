@@ -92,7 +92,7 @@ function jobRow(job) {
   const eta = job.estimated_finish ? `ETA ${new Date(job.estimated_finish * 1000).toLocaleTimeString()}` : "";
   return el("tr", {},
     el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id)),
-    el("td", { class: `status-${job.status}` }, job.status),
+    el("td", { class: `status-${job.status}` }, job.queue_position ? `${job.status} (#${job.queue_position} in queue)` : job.status),
     el("td", {}, job.phase || ""),
     el("td", {}, [job.trained_tokens ? `${job.trained_tokens.toLocaleString()} tokens` : "", eta].filter(Boolean).join(", ")),
     el("td", {}, job.model),
@@ -291,15 +291,30 @@ async function uploadFile(input, report) {
   return file;
 }
 
+function range(setting) {
+  const low = setting.minimum ?? setting.exclusiveMinimum, high = setting.maximum ?? setting.exclusiveMaximum;
+  const from = low === undefined ? "" : `${setting.exclusiveMinimum !== undefined ? ">" : "≥"} ${low}`;
+  const to = high === undefined ? "" : `${setting.exclusiveMaximum !== undefined ? "<" : "≤"} ${high}`;
+  const bounds = [from, to].filter(Boolean).join(", ");
+  const fallback = setting.default_rule ?? setting.default;
+  return [bounds, fallback !== null && fallback !== undefined ? `default ${fallback}` : ""].filter(Boolean).join("; ");
+}
+
+function settingInput(setting, id) {
+  return el("input", { id, type: "number", step: setting.type === "integer" ? 1 : "any", value: setting.default,
+    min: setting.minimum ?? setting.exclusiveMinimum, max: setting.maximum ?? setting.exclusiveMaximum });
+}
+
 async function newJobView() {
   const models = (await getJson("/v1/models")).data;
+  const settings = Object.fromEntries((await getJson("/v1/fine_tuning/adapter_settings")).data.map((s) => [s.name, s]));
   const fileInput = el("input", { type: "file", id: "training-file", accept: ".jsonl,application/jsonl", required: true });
   const report = el("div", { id: "file-report" });
   const model = el("select", { id: "model" }, models.map((m) => el("option", { value: m.id }, m.id)));
-  const method = el("select", { id: "method" }, el("option", { value: "gora" }, "GoRA"), el("option", { value: "lora" }, "LoRA"));
-  const rRef = el("input", { id: "r-ref", type: "number", min: 1, max: 4096, value: 8 });
-  const probeSteps = el("input", { id: "probe-steps", type: "number", min: 1, max: 100000, value: 64 });
-  const gamma = el("input", { id: "gamma", type: "number", min: 0, step: "any", value: 0.05 });
+  const method = el("select", { id: "method" }, settings.type.choices.map((c) => el("option", { value: c }, c === "gora" ? "GoRA" : "LoRA")));
+  const rRef = settingInput(settings.r_ref, "r-ref");
+  const probeSteps = settingInput(settings.probe_steps, "probe-steps");
+  const gamma = settingInput(settings.gamma, "gamma");
   const epochs = el("input", { id: "n-epochs", placeholder: "auto", "aria-describedby": "epochs-help" });
   const message = el("p", { class: "error", role: "alert" });
   let file = null;
@@ -319,9 +334,9 @@ async function newJobView() {
     el("label", { for: "training-file" }, "Training file (JSONL)"), fileInput, report,
     el("label", { for: "model" }, "Model"), model,
     el("label", { for: "method" }, "Method"), method,
-    el("label", { for: "r-ref" }, "r_ref (1–4096; the budget is LoRA's at this rank)"), rRef,
-    el("label", { for: "probe-steps" }, "Probe batches (GoRA; 1–100000, default 64)"), probeSteps,
-    el("label", { for: "gamma" }, "γ, the init's step (GoRA; ≥ 0, default 0.05)"), gamma,
+    el("label", { for: "r-ref" }, `r_ref, LoRA's rank whose budget GoRA shares out (${range(settings.r_ref)})`), rRef,
+    el("label", { for: "probe-steps" }, `Probe batches, probe_steps (GoRA; ${range(settings.probe_steps)})`), probeSteps,
+    el("label", { for: "gamma" }, `γ, gamma: the init's step (GoRA; ${range(settings.gamma)})`), gamma,
     el("label", { for: "n-epochs" }, "Epochs"), epochs, el("small", { id: "epochs-help" }, " 1–50, or empty for auto"),
     el("p", {}, el("button", { type: "submit" }, "Submit")), message);
   show(card("New job", form));
