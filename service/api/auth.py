@@ -14,6 +14,7 @@ from service.api.coalescer import Coalescer
 from service.api.db import AsyncDatabase
 from service.api.deps import app_state
 from service.api.errors import AuthenticationFailed, PermissionDenied
+from service.core.errors import InvalidRequest
 from service.core.teams import repository as teams_repository
 from service.core.teams.keys import hash_api_key
 
@@ -90,17 +91,42 @@ class _Bearer(HTTPBearer):
         return credentials.credentials
 
 
+ACT_FOR_HEADER = "OpenAI-Organization"  # what OpenAI's client sends as ``organization=``
+
+
 class TeamKey(_Bearer):
+    """A team's API key; or the admin token with the team it acts for named in the
+    ``OpenAI-Organization`` header (the dashboard's admin view, any team's jobs)."""
+
     async def __call__(self, request: Request) -> TeamIdentity:  # type: ignore[override]
-        key_hash = hash_api_key(await self.token(request))
+        token = await self.token(request)
+        key_hash = hash_api_key(token)
         state = app_state(request)
         team = state.key_cache.get(key_hash)
         if team is None:
             team = await state.key_lookups.get(key_hash)
             if team is None:
-                raise AuthenticationFailed("invalid API key", param="Authorization")
+                return await self._admin_acting_for_a_team(request, token)
             state.key_cache.put(key_hash, team)
         return team
+
+    async def _admin_acting_for_a_team(self, request: Request, token: str) -> TeamIdentity:
+        admin = app_state(request).runtime.settings.admin_token
+        if admin is None or not hmac.compare_digest(
+            token.encode(), admin.get_secret_value().encode()
+        ):
+            raise AuthenticationFailed("invalid API key", param="Authorization")
+        team_id = request.headers.get(ACT_FOR_HEADER)
+        if not team_id:
+            raise InvalidRequest(
+                f"the admin token acts for a team: name its id in the {ACT_FOR_HEADER} header",
+                param=ACT_FOR_HEADER,
+            )
+        async with app_state(request).database.single_reads() as session:
+            found = await session.run_sync(teams_repository.get_team, team_id)
+        if found is None:
+            raise InvalidRequest(f"no team with id {team_id!r}", param=ACT_FOR_HEADER)
+        return TeamIdentity(found.id, found.name)
 
 
 class AdminToken(_Bearer):

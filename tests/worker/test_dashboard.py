@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from service.api.app import create_app
-from tests.helpers.api import jsonl, new_team
+from tests.helpers.api import ADMIN_TOKEN, jsonl, new_team
 from tests.helpers.jobs import POOL, classification_rows, submit, wait_for
 from tests.helpers.live_server import serve
 from tests.helpers.models import MINILM
@@ -157,3 +157,10 @@ def test_cancel_from_the_page_and_teams_apart(stack, team, worker, live_url, bro
     theirs.get_by_role("alert").wait_for()
     assert "no fine-tuning job" in theirs.get_by_role("alert").inner_text()
     Shots(tmp_path).take(theirs, "other-team")
+
+    # The admin token sees every team's jobs, and opens any of them.
+    admin = sign_in(browser, live_url, ADMIN_TOKEN)
+    admin.get_by_label("Acting for team").wait_for()
+    admin.get_by_role("link", name=job["id"]).click()
+    admin.locator("#job-status", has_text="cancelled").wait_for()
+    Shots(tmp_path).take(admin, "admin-job")

@@ -11,9 +11,10 @@ from service.api.db import DbSession
 from service.api.deps import State
 from service.api.openapi import error_response
 from service.api.routing import api_router
-from service.api.schemas import Deleted
+from service.api.schemas import Deleted, ListPage
 from service.api.teams.schemas import ApiKeyCreate, ApiKeyOut, TeamCreate, TeamOut
 from service.core.db import after_commit
+from service.core.teams import repository as teams_repository
 from service.core.teams import service
 
 router = api_router(prefix="/v1", tags=["admin"], dependencies=[AdminOnly])
@@ -27,6 +28,12 @@ router = api_router(prefix="/v1", tags=["admin"], dependencies=[AdminOnly])
 async def create_team(body: TeamCreate, session: DbSession) -> TeamOut:
     team = await session.run_sync(service.create_team, body.name, body.max_running_jobs)
     return TeamOut.of(team)
+
+
+@router.get("/teams", response_model=ListPage[TeamOut], description="Every team, by name.")
+async def list_teams(session: DbSession) -> ListPage[TeamOut]:
+    teams = await session.run_sync(teams_repository.list_teams)
+    return ListPage.of([TeamOut.of(t) for t in teams], False, [t.id for t in teams])
 
 
 @router.post("/teams/{team_id}/api_keys", response_model=ApiKeyOut)

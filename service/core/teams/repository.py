@@ -22,6 +22,10 @@ def get_team(session: Session, team_id: str) -> Team | None:
     return session.get(Team, team_id)
 
 
+def list_teams(session: Session) -> list[Team]:
+    return list(session.scalars(select(Team).order_by(Team.name)))
+
+
 def team_by_name(session: Session, name: str) -> Team | None:
     return session.scalars(select(Team).where(Team.name == name)).one_or_none()
 

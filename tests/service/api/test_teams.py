@@ -104,3 +104,25 @@ def test_team_endpoints_need_a_valid_key(client: TestClient):
         assert_error(getattr(client, method)(path), 401, "Authorization", "invalid_api_key")
         bad = getattr(client, method)(path, headers={"Authorization": "Bearer gsk-nope"})
         assert_error(bad, 401, "Authorization", "invalid_api_key")
+
+
+def test_the_admin_token_acts_for_a_team_it_names(client, team, other_team):
+    from tests.helpers.api import ADMIN_TOKEN, assert_error, create_job
+
+    job = create_job(client, team)
+    create_job(client, other_team)
+    teams = client.get("/v1/teams", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    assert {team.id, other_team.id} <= {t["id"] for t in teams["data"]}
+    as_team = {"Authorization": f"Bearer {ADMIN_TOKEN}", "OpenAI-Organization": team.id}
+    listed = client.get("/v1/fine_tuning/jobs", headers=as_team).json()["data"]
+    assert [j["id"] for j in listed] == [job["id"]]  # that team's, and only that team's
+    nameless = client.get(
+        "/v1/fine_tuning/jobs", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert_error(nameless, 400, "OpenAI-Organization")
+    unknown = {**as_team, "OpenAI-Organization": "team-nope"}
+    assert_error(client.get("/v1/fine_tuning/jobs", headers=unknown), 400, "OpenAI-Organization")
+    wrong = {"Authorization": "Bearer not-the-token", "OpenAI-Organization": team.id}
+    assert_error(client.get("/v1/fine_tuning/jobs", headers=wrong), 401, "Authorization")
+    # A team's key lists no teams.
+    assert client.get("/v1/teams", headers=team.headers).status_code == 401

@@ -4,6 +4,10 @@
 "use strict";
 
 const KEY = "gora.apiKey";
+// With the admin token: the teams, and the one the pages act for (sent as OpenAI-Organization).
+const ADMIN_TEAMS = "gora.adminTeams", ACT_FOR = "gora.actFor";
+const isAdmin = () => sessionStorage.getItem(ADMIN_TEAMS) !== null;
+const adminTeams = () => JSON.parse(sessionStorage.getItem(ADMIN_TEAMS) || "[]");
 const PHASES = ["queued", "loading", "probing", "training", "exporting", "done"];
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 let stopLive = () => {};  // the current view's timers and streams, stopped when the view changes
@@ -11,6 +15,7 @@ let stopLive = () => {};  // the current view's timers and streams, stopped when
 // ---- the API ---------------------------------------------------------------------------------
 async function api(path, options = {}) {
   const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY)}`, ...(options.headers || {}) };
+  if (isAdmin()) headers["OpenAI-Organization"] = options.team || sessionStorage.getItem(ACT_FOR);
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) { signOut(); throw new Error("the API key was refused"); }
   if (!response.ok) {
@@ -21,7 +26,7 @@ async function api(path, options = {}) {
   }
   return response;
 }
-const getJson = async (path) => (await api(path)).json();
+const getJson = async (path, options = {}) => (await api(path, options)).json();
 
 async function download(path, filename) {
   const blob = await (await api(path)).blob();
@@ -88,10 +93,11 @@ function duration(job) {
   return seconds((job.finished_at || Date.now() / 1000) - job.started_at);
 }
 
-function jobRow(job) {
+function jobRow(job, team) {
   const eta = job.estimated_finish ? `ETA ${new Date(job.estimated_finish * 1000).toLocaleTimeString()}` : "";
   return el("tr", {},
-    el("td", {}, el("a", { href: `#/jobs/${job.id}` }, job.id)),
+    el("td", {}, el("a", { href: team ? `#/jobs/${job.id}@${team.id}` : `#/jobs/${job.id}` }, job.id)),
+    team ? el("td", {}, team.name) : null,
     el("td", { class: `status-${job.status}` }, job.queue_position ? `${job.status} (#${job.queue_position} in queue)` : job.status),
     el("td", {}, job.phase || ""),
     el("td", {}, [job.trained_tokens ? `${job.trained_tokens.toLocaleString()} tokens` : "", eta].filter(Boolean).join(", ")),
@@ -108,15 +114,20 @@ async function jobsView() {
     ["all", "queued", "running", "paused", "succeeded", "failed", "cancelled"].map((s) => el("option", { value: s }, s)));
   const metadata = el("input", { id: "metadata-filter", placeholder: "key=value", "aria-label": "Filter by metadata (key=value)" });
   const body = el("tbody");
-  const table = el("table", { "aria-label": "Fine-tuning jobs, newest first" },
-    el("thead", {}, el("tr", {}, ["Job", "Status", "Phase", "Progress", "Model", "Method", "r_ref", "Pool", "Created", "Duration"].map((h) => el("th", { scope: "col" }, h)))),
+  const columns = ["Job", ...(isAdmin() ? ["Team"] : []), "Status", "Phase", "Progress", "Model", "Method", "r_ref", "Pool", "Created", "Duration"];
+  const table = el("table", { "aria-label": isAdmin() ? "Every team's fine-tuning jobs, newest first" : "Fine-tuning jobs, newest first" },
+    el("thead", {}, el("tr", {}, columns.map((h) => el("th", { scope: "col" }, h)))),
     body);
   async function refresh() {
     const [key, value] = metadata.value.split("=");
     const query = key && value ? `&metadata[${encodeURIComponent(key)}]=${encodeURIComponent(value)}` : "";
-    const page = await getJson(`/v1/fine_tuning/jobs?limit=50${query}`);
-    const rows = page.data.filter((j) => filter.value === "all" || j.status === filter.value);
-    body.replaceChildren(...(rows.length ? rows.map(jobRow) : [el("tr", {}, el("td", { colspan: 10 }, "No jobs yet"))]));
+    // The admin sees every team: one listing per team, merged newest first.
+    const teams = isAdmin() ? adminTeams() : [null];
+    const pages = await Promise.all(teams.map((team) =>
+      getJson(`/v1/fine_tuning/jobs?limit=50${query}`, team ? { team: team.id } : {}).then((page) => page.data.map((job) => [job, team]))));
+    const rows = pages.flat().filter(([j]) => filter.value === "all" || j.status === filter.value)
+      .sort((a, b) => b[0].created_at - a[0].created_at);
+    body.replaceChildren(...(rows.length ? rows.map(([job, team]) => jobRow(job, team)) : [el("tr", {}, el("td", { colspan: columns.length }, "No jobs yet"))]));
   }
   filter.addEventListener("change", refresh);
   metadata.addEventListener("change", refresh);
@@ -369,8 +380,29 @@ async function drawPools() {
 
 // ---- sign-in and routing -----------------------------------------------------------------------
 function signOut() {
-  sessionStorage.removeItem(KEY);
+  for (const name of [KEY, ADMIN_TEAMS, ACT_FOR]) sessionStorage.removeItem(name);
+  drawTeamPicker();
   route();
+}
+
+// The admin's team picker: which team the pages (new job, files, pools, a job) act for.
+function drawTeamPicker() {
+  const slot = document.getElementById("act-for");
+  if (!isAdmin()) { slot.replaceChildren(); return; }
+  const picker = el("select", { id: "team-picker", onchange: (event) => { sessionStorage.setItem(ACT_FOR, event.target.value); route(); } },
+    adminTeams().map((t) => el("option", { value: t.id, selected: t.id === sessionStorage.getItem(ACT_FOR) }, t.name)));
+  slot.replaceChildren(el("label", { for: "team-picker" }, "Acting for team"), picker);
+}
+
+// The admin token opens GET /v1/teams; a team's key does not.
+async function signInAsAdmin(token) {
+  const response = await fetch("/v1/teams", { headers: { Authorization: `Bearer ${token}` } });
+  if (!response.ok) return false;
+  const teams = (await response.json()).data.map((t) => ({ id: t.id, name: t.name }));
+  if (!teams.length) throw new Error("there is no team yet: create one (POST /v1/teams)");
+  sessionStorage.setItem(ADMIN_TEAMS, JSON.stringify(teams));
+  sessionStorage.setItem(ACT_FOR, teams[0].id);
+  return true;
 }
 
 async function route() {
@@ -380,7 +412,9 @@ async function route() {
   document.getElementById("sign-in").hidden = signedIn;
   document.getElementById("nav").hidden = !signedIn;
   if (!signedIn) { show(); document.getElementById("api-key").focus(); return; }
-  const [, section, id] = (location.hash || "#/jobs").split("/");
+  const [, section, target] = (location.hash || "#/jobs").split("/");
+  const [id, actFor] = (target || "").split("@");
+  if (actFor && isAdmin()) { sessionStorage.setItem(ACT_FOR, actFor); drawTeamPicker(); }
   try {
     if (section === "jobs" && id) await jobView(id);
     else if (section === "new") await newJobView();
@@ -395,14 +429,16 @@ document.getElementById("sign-in").addEventListener("submit", async (event) => {
   const key = document.getElementById("api-key").value.trim();
   sessionStorage.setItem(KEY, key);
   try {
-    await getJson("/v1/files?limit=1");  // a team endpoint: a wrong key is refused here
+    if (!(await signInAsAdmin(key))) await getJson("/v1/files?limit=1");  // a wrong key is refused here
+    drawTeamPicker();
     document.getElementById("sign-in-error").textContent = "";
     route();
   } catch (error) {
-    sessionStorage.removeItem(KEY);
+    for (const name of [KEY, ADMIN_TEAMS, ACT_FOR]) sessionStorage.removeItem(name);
     document.getElementById("sign-in-error").textContent = `Sign-in failed: ${error.message}`;
   }
 });
 document.getElementById("sign-out").addEventListener("click", signOut);
 window.addEventListener("hashchange", route);
+drawTeamPicker();
 route();
