@@ -99,7 +99,7 @@ function jobRow(job, team) {
     el("td", {}, el("a", { href: team ? `#/jobs/${job.id}@${team.id}` : `#/jobs/${job.id}` }, job.id)),
     team ? el("td", {}, team.name) : null,
     el("td", { class: `status-${job.status}` }, job.queue_position ? `${job.status} (#${job.queue_position} in queue)` : job.status),
-    el("td", {}, job.phase || ""),
+    el("td", {}, TERMINAL.has(job.status) ? "" : job.phase || ""),
     el("td", {}, [job.trained_tokens ? `${job.trained_tokens.toLocaleString()} tokens` : "", eta].filter(Boolean).join(", ")),
     el("td", {}, job.model),
     el("td", {}, job.dry_run ? `${job.adapter.type} (dry run)` : job.adapter.type),
