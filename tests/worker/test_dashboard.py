@@ -112,6 +112,16 @@ def test_a_team_runs_a_job_from_the_dashboard(stack, team, worker, live_url, bro
     page.locator(f'rect[data-module="{layer["name"]}"]').hover()
     tooltip = page.locator("#tooltip")
     assert f"{layer['name']}: rank {layer['rank']}," in tooltip.inner_text()
+    # By keyboard too: a cell takes focus and says the same (its aria-label for screen readers).
+    other = min(allocation["layers"], key=lambda x: x["rank"])
+    cell = page.locator(f'rect[data-module="{other["name"]}"]')
+    cell.focus()
+    assert f"{other['name']}: rank {other['rank']}," in tooltip.inner_text()
+    assert cell.get_attribute("aria-label").startswith(f"{other['name']}: rank {other['rank']},")
+    # The spec as submitted ("auto" left as sent) beside the resolved one.
+    page.get_by_text("Spec as submitted").click()
+    submitted = page.get_by_label("Spec as submitted").inner_text()
+    assert '"r_ref": 4' in submitted and '"learning_rate_multiplier"' not in submitted
     shots.take(page, "job")
 
     # The adapter download is the PEFT archive.

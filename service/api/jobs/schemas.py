@@ -53,6 +53,7 @@ class JobOut(BaseModel):
     from_checkpoint: str | None = None  # Together's field: the job or checkpoint it started from
     dry_run: bool = False
     queue_position: int | None = None  # in the job list, for queued jobs: 1 is claimed next
+    submitted: dict[str, Any] | None = None  # the request body as sent, before "auto" resolved
     # A dry run's result: trainable and LoRA parameters, tokens, steps, estimated duration.
     preview: dict[str, Any] | None = None
 
@@ -86,6 +87,7 @@ class JobOut(BaseModel):
             from_checkpoint=(job.from_checkpoint or {}).get("ref"),
             dry_run=job.dry_run,
             preview=job.preview,
+            submitted=job.submitted,
         )
 
 

@@ -47,7 +47,9 @@ class Job(Base):
     suffix: Mapped[str | None] = mapped_column(String(64), default=None)
     seed: Mapped[int] = mapped_column(BigInteger)
     user_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=None)
-    # The full spec the worker runs: resolved hyperparameters, method, GoraConfig fields.
+    # The request body as sent (None for jobs made before it was kept), and the full spec the
+    # worker runs: resolved hyperparameters, method, GoraConfig fields.
+    submitted: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     hyperparameters: Mapped[dict[str, Any]]
     method: Mapped[dict[str, Any]]
     adapter: Mapped[dict[str, Any]]

@@ -114,6 +114,7 @@ def _new_job(team_id: str, body: JobCreate, spec: JobSpec, seed: int) -> Job:
         priority=body.priority,
         from_checkpoint=spec.from_checkpoint,
         dry_run=body.dry_run,
+        submitted=body.model_dump(mode="json", exclude_unset=True),
         # Files are validated when uploaded, so a new job is ready for a worker at once.
         status=JobStatus.QUEUED.value,
     )

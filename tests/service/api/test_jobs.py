@@ -457,3 +457,14 @@ def test_the_job_list_gives_queued_jobs_their_place_in_the_queue(client, team):
     }
     assert listed[first["id"]]["queue_position"] is None  # no longer waiting
     assert listed[second["id"]]["queue_position"] == places[2] - 1
+
+
+def test_a_job_keeps_its_spec_as_submitted_beside_the_resolved_one(client, team):
+    from tests.helpers.api import create_job
+
+    job = create_job(client, team, hyperparameters={"n_epochs": "auto"}, adapter={"r_ref": 4})
+    assert job["submitted"]["hyperparameters"] == {"n_epochs": "auto"}
+    assert job["submitted"]["adapter"] == {"r_ref": 4} and "gpu" not in job["submitted"]
+    assert isinstance(job["hyperparameters"]["n_epochs"], int)  # resolved
+    again = client.get(f"/v1/fine_tuning/jobs/{job['id']}", headers=team.headers).json()
+    assert again["submitted"] == job["submitted"]

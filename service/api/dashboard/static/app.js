@@ -264,6 +264,8 @@ async function jobView(jobId) {
       job.status === "succeeded" && !job.dry_run ? ["peft", "uniform"].map((f) => el("button", { type: "button", class: "secondary", id: `download-${f}`,
         onclick: () => download(`/v1/fine_tuning/jobs/${job.id}/adapter?format=${f}`, `${job.id}-${f}.tar.gz`) }, `Download adapter (${f})`)) : null),
     job.preview ? el("pre", { "aria-label": "Dry run preview" }, JSON.stringify(job.preview, null, 2)) : null,
+    el("details", {}, el("summary", {}, "Spec as submitted"),
+      el("pre", { "aria-label": "Spec as submitted" }, JSON.stringify(job.submitted, null, 2))),
     el("details", {}, el("summary", {}, "Spec as resolved (\"auto\" shown as the numbers used)"),
       el("pre", {}, JSON.stringify({ model: job.model, hyperparameters: job.hyperparameters, adapter: job.adapter, gpu: job.gpu, priority: job.priority, from_checkpoint: job.from_checkpoint, metadata: job.metadata }, null, 2)))));
   const refreshReports = async () => {
