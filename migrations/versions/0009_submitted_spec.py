@@ -1,4 +1,5 @@
-"""The job's spec as submitted (the request body, before "auto" was resolved), beside the resolved one.
+"""The job's spec as submitted (the request body, before "auto" was resolved), beside the resolved
+one; and its adapter's size, for job lists.
 
 Revision ID: 0009
 Revises: 0008
@@ -19,8 +20,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("submitted", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("adapter_params", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("adapter_params")
         batch.drop_column("submitted")

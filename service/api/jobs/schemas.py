@@ -54,6 +54,7 @@ class JobOut(BaseModel):
     dry_run: bool = False
     queue_position: int | None = None  # in the job list, for queued jobs: 1 is claimed next
     submitted: dict[str, Any] | None = None  # the request body as sent, before "auto" resolved
+    adapter_params: int | None = None  # the allocated adapter's parameters, once probing ended
     # A dry run's result: trainable and LoRA parameters, tokens, steps, estimated duration.
     preview: dict[str, Any] | None = None
 
@@ -88,6 +89,7 @@ class JobOut(BaseModel):
             dry_run=job.dry_run,
             preview=job.preview,
             submitted=job.submitted,
+            adapter_params=job.adapter_params,
         )
 
 

@@ -68,6 +68,7 @@ class Job(Base):
     fine_tuned_model: Mapped[str | None] = mapped_column(String(300), default=None)
     result_files: Mapped[list[Any]] = mapped_column(default=list)  # file ids (step_metrics.csv)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    adapter_params: Mapped[int | None] = mapped_column(BigInteger, default=None)  # once allocated
     # When training should end, from the step time measured so far (updated at each report).
     estimated_finish: Mapped[datetime | None] = mapped_column(default=None)
     # Which worker holds the job, how many times it was claimed, and when it last said it was alive.

@@ -442,6 +442,14 @@ def save_allocation(session: Session, job_id: str, report: dict[str, Any]) -> No
         session.add(JobAllocation(job_id=job_id, report=report))
     else:
         row.report = report
+    # The adapter's size on the job row too: job lists show it without reading each report.
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(adapter_params=report["totals"]["allocated"])
+        .execution_options(synchronize_session=False)
+    )
+    _expire_loaded(session, job_id)
     session.flush()
 
 

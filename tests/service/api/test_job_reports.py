@@ -172,6 +172,8 @@ def test_allocation_before_and_after_probing(client: TestClient, team: Team, dat
     body = client.get(url, headers=team.headers).json()
     assert body["object"] == "fine_tuning.job.allocation" and body["job_id"] == job["id"]
     assert {k: body[k] for k in report} == report
+    job_now = client.get(f"{JOBS}/{job['id']}", headers=team.headers).json()
+    assert job_now["adapter_params"] == report["totals"]["allocated"]  # for job lists
     # A restarted job probes again: the new report replaces the old one.
     report["layers"][0]["rank"] = 9
     with database.transaction() as session:

@@ -104,6 +104,7 @@ function jobRow(job, team) {
     el("td", {}, job.model),
     el("td", {}, job.dry_run ? `${job.adapter.type} (dry run)` : job.adapter.type),
     el("td", {}, String(job.adapter.r_ref)),
+    el("td", {}, job.adapter_params ? job.adapter_params.toLocaleString() : ""),
     el("td", {}, job.gpu.pool),
     el("td", {}, when(job.created_at)),
     el("td", {}, duration(job)));
@@ -114,7 +115,7 @@ async function jobsView() {
     ["all", "queued", "running", "paused", "succeeded", "failed", "cancelled"].map((s) => el("option", { value: s }, s)));
   const metadata = el("input", { id: "metadata-filter", placeholder: "key=value", "aria-label": "Filter by metadata (key=value)" });
   const body = el("tbody");
-  const columns = ["Job", ...(isAdmin() ? ["Team"] : []), "Status", "Phase", "Progress", "Model", "Method", "r_ref", "Pool", "Created", "Duration"];
+  const columns = ["Job", ...(isAdmin() ? ["Team"] : []), "Status", "Phase", "Progress", "Model", "Method", "r_ref", "Parameters", "Pool", "Created", "Duration"];
   const table = el("table", { "aria-label": isAdmin() ? "Every team's fine-tuning jobs, newest first" : "Fine-tuning jobs, newest first" },
     el("thead", {}, el("tr", {}, columns.map((h) => el("th", { scope: "col" }, h)))),
     body);
