@@ -22,14 +22,17 @@ def upload_file(storage: Storage, local: Path, key: str) -> None:
             target.write(chunk)
 
 
-def upload_json(storage: Storage, key: str, value: Any) -> None:
+def upload_bytes(storage: Storage, key: str, content: bytes) -> None:
     with storage.open_write(key) as target:
-        target.write(json.dumps(value).encode())
+        target.write(content)
+
+
+def upload_json(storage: Storage, key: str, value: Any) -> None:
+    upload_bytes(storage, key, json.dumps(value).encode())
 
 
 def upload_jsonl(storage: Storage, key: str, rows: list[Any]) -> None:
-    with storage.open_write(key) as target:
-        target.write(b"".join(json.dumps(row).encode() + b"\n" for row in rows))
+    upload_bytes(storage, key, b"".join(json.dumps(row).encode() + b"\n" for row in rows))
 
 
 def download_dir(storage: Storage, key: str, local: Path) -> Path:

@@ -74,7 +74,7 @@ class JobCallbacks(TrainingCallbacks):
     """
 
     def __init__(
-        self, job_id: str, reporter: JobReporter, storage: Storage, model=None, export_dir=None
+        self, job_id: str, reporter: JobReporter, storage: Storage, model, export_dir: Path
     ):
         self.job_id, self.reporter, self.storage = job_id, reporter, storage
         self.model, self.export_dir = model, export_dir
@@ -96,8 +96,7 @@ class JobCallbacks(TrainingCallbacks):
             return
         key = artifacts.checkpoint_key(self.job_id, saved.step)
         artifacts.upload_dir(self.storage, Path(saved.path), key)
-        if self.model is not None and self.export_dir is not None:
-            self._export_adapters(saved.step)
+        self._export_adapters(saved.step)
         self.reporter.checkpoint(saved.step, key, self.checkpoint_metrics(saved.step))
 
     def checkpoint_metrics(self, step: int) -> dict[str, Any]:
@@ -117,7 +116,7 @@ class JobCallbacks(TrainingCallbacks):
     def _export_adapters(self, step: int) -> None:
         for adapter_format in ADAPTER_FORMATS:
             local = save_adapter(
-                self.model, Path(self.export_dir) / f"step-{step}" / adapter_format, adapter_format
+                self.model, self.export_dir / f"step-{step}" / adapter_format, adapter_format
             )
             key = checkpoint_adapter_key(self.job_id, step, adapter_format)
             artifacts.upload_dir(self.storage, local, key)

@@ -286,6 +286,5 @@ class JobRecipe:
     def _store_result_file(self, train_metrics: list[dict[str, Any]]) -> ResultFile:
         content, rows = step_metrics_csv(train_metrics, self.reporter.validation_metrics())
         file_id = ids.new_id(ids.FILE)
-        with self.storage.open_write(file_key(file_id)) as target:
-            target.write(content)
+        artifacts.upload_bytes(self.storage, file_key(file_id), content)
         return ResultFile(file_id, RESULT_FILENAME, len(content), rows)

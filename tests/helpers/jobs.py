@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from fastapi.testclient import TestClient
+from safetensors.torch import load_file
 
 from service.core.settings import Settings
 from tests.helpers.api import Team, jsonl, upload
@@ -197,3 +199,10 @@ def download_adapter(
     with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as archive:
         archive.extractall(target, filter="data")
     return target
+
+
+def adapter_weights(stack: Any, team: Team, job_id: str, folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a job's downloaded PEFT adapter."""
+    target = download_adapter(stack.client, team, job_id, folder)
+    (weights,) = target.rglob("adapter_model.safetensors")
+    return load_file(weights)

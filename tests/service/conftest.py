@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import openai
 import pytest
 import redis
 from fastapi import FastAPI
@@ -99,3 +100,9 @@ def live_url(backend: Backend) -> Iterator[str]:
     HTTP. An app of its own: an app's connections belong to the event loop that serves it."""
     with serve(create_app(make_settings(backend))) as url:
         yield url
+
+
+@pytest.fixture
+def openai_client(live_url: str, team: Team) -> openai.OpenAI:
+    """OpenAI's own client, unchanged, on the app served by uvicorn, with the team's key."""
+    return openai.OpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0, timeout=30)

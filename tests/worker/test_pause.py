@@ -3,15 +3,12 @@ and resumed it ends with the loss curve and the adapter of the same job never pa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from tests.helpers.jobs import (
     SHORT,
-    download_adapter,
+    adapter_weights,
     events,
     get_job,
     instruction_rows,
@@ -32,12 +29,6 @@ def losses(stack, team, job_id: str) -> list[tuple[int, float]]:
         for e in events(stack.client, team, job_id)
         if e["type"] == "metrics" and "loss" in (e.get("data") or {})
     ]
-
-
-def adapter_weights(stack, team, job_id: str, folder: Path) -> dict[str, torch.Tensor]:
-    target = download_adapter(stack.client, team, job_id, folder)
-    (weights,) = target.rglob("adapter_model.safetensors")
-    return load_file(weights)
 
 
 def test_a_paused_job_resumes_to_what_it_would_have_been(stack, team, worker, tmp_path):

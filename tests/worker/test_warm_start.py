@@ -8,22 +8,15 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from standardwebhooks.webhooks import Webhook
 
 from tests.helpers.api import jsonl, upload
-from tests.helpers.jobs import classification_rows, download_adapter, events, submit, wait_for
+from tests.helpers.jobs import adapter_weights, classification_rows, events, submit, wait_for
 from tests.helpers.models import MINILM
 from tests.helpers.webhooks import Receiver
 
 pytestmark = pytest.mark.slow
 ADAPTER = {"type": "gora", "r_ref": 4, "target_modules": ["query", "value"], "probe_steps": 2}
-
-
-def adapter_weights(stack, team, job_id: str, folder) -> dict[str, torch.Tensor]:
-    target = download_adapter(stack.client, team, job_id, folder)
-    (weights,) = target.rglob("adapter_model.safetensors")
-    return load_file(weights)
 
 
 def test_a_warm_start_keeps_the_adapter_and_its_ranks(stack, team, worker, tmp_path):

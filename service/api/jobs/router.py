@@ -224,7 +224,7 @@ async def download_adapter(
             code="adapter_not_ready",
         )
     prefix = storage.adapter_key(job.id, format)
-    return await _adapter_archive(state, prefix, f"{job.id}-{format}", f"job {job.id}")
+    return await _adapter_archive(state, prefix, format, f"{job.id}-{format}", f"job {job.id}")
 
 
 @router.get(
@@ -244,17 +244,18 @@ async def download_checkpoint_adapter(
     row = await session.run_sync(service.get_checkpoint, team.id, job_id, checkpoint_id)
     prefix = storage.checkpoint_adapter_key(row.job_id, row.step, format)
     name = f"{row.job_id}-step-{row.step}-{format}"
-    return await _adapter_archive(state, prefix, name, f"checkpoint {row.id}")
+    return await _adapter_archive(state, prefix, format, name, f"checkpoint {row.id}")
 
 
 async def _adapter_archive(
-    state: AppState, prefix: str, name: str, owner: str
+    state: AppState, prefix: str, adapter_format: str, name: str, owner: str
 ) -> StreamingResponse:
     store = state.runtime.storage
     if not await run_in_threadpool(store.list_files, prefix):
-        fmt = prefix.rsplit("/", 1)[-1]
         raise NotFound(
-            f"{owner} has no {fmt} adapter stored", param="format", code="adapter_not_found"
+            f"{owner} has no {adapter_format} adapter stored",
+            param="format",
+            code="adapter_not_found",
         )
     return StreamingResponse(
         stream_tar_gz(store, prefix, name),

@@ -336,22 +336,22 @@ def list_events(
     return rows[:limit], len(rows) > limit
 
 
-def training_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
-    """The data of the job's training-step metrics events (step, loss, …), oldest first."""
+def _metrics_events(session: Session, job_id: str, measure: str) -> list[dict[str, Any]]:
+    """The data of the job's metrics events that carry ``measure``, oldest first."""
     query = select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
     return [
-        data for data in session.scalars(query.order_by(JobEvent.seq)) if data and "loss" in data
+        data for data in session.scalars(query.order_by(JobEvent.seq)) if data and measure in data
     ]
+
+
+def training_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
+    """The data of the job's training-step metrics events (step, loss, …), oldest first."""
+    return _metrics_events(session, job_id, "loss")
 
 
 def validation_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
     """The data of the job's evaluation events (step, valid_loss, …), oldest first."""
-    query = select(JobEvent.data).where(JobEvent.job_id == job_id, JobEvent.type == "metrics")
-    return [
-        data
-        for data in session.scalars(query.order_by(JobEvent.seq))
-        if data and "valid_loss" in data
-    ]
+    return _metrics_events(session, job_id, "valid_loss")
 
 
 THROUGHPUT_REPORTS = 50  # the latest metrics reports the pool's throughput is the median of

@@ -8,12 +8,7 @@ import openai
 import pytest
 
 from tests.helpers import api as support
-from tests.helpers.api import Team, jsonl
-
-
-@pytest.fixture
-def openai_client(live_url: str, team: Team) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0, timeout=30)
+from tests.helpers.api import jsonl
 
 
 def test_files_and_fine_tuning_jobs(openai_client: openai.OpenAI):

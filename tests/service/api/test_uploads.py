@@ -38,11 +38,6 @@ def stored_parts(backend: Backend) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
-@pytest.fixture
-def openai_client(live_url: str, team: Team) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live_url}/v1", api_key=team.key, max_retries=0, timeout=30)
-
-
 def test_a_file_over_the_request_limit_uploads_in_parts(
     openai_client: openai.OpenAI, backend: Backend
 ):
