@@ -22,6 +22,10 @@ def visible_gpus() -> list[str]:
 def run_presence(database: Database, pool: str, every_s: float, stop: threading.Event) -> None:
     host = socket.gethostname()
     worker_id, gpus = f"{host}/{os.getpid()}", visible_gpus()
+    try:  # housekeeping, once per worker start (not on every read of the pools)
+        database.run(repository.forget_the_long_gone)
+    except Exception:
+        log.warning("could not forget the rows of long-gone workers", exc_info=True)
     while not stop.is_set():
         try:
             database.run(lambda session: repository.seen(session, worker_id, host, pool, gpus))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -29,6 +29,9 @@ def online(session: Session, since: datetime) -> list[Worker]:
     return list(session.scalars(query.order_by(Worker.pool, Worker.id)))
 
 
-def forget_older_than(session: Session, before: datetime) -> None:
-    """Rows of workers that stopped without saying so (killed): gone after a while."""
-    session.execute(delete(Worker).where(Worker.last_seen_at < before))
+FORGET_AFTER = timedelta(days=1)
+
+
+def forget_the_long_gone(session: Session) -> None:
+    """Rows of workers that stopped without saying so (killed), a day after their last stamp."""
+    session.execute(delete(Worker).where(Worker.last_seen_at < utcnow() - FORGET_AFTER))

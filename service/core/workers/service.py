@@ -17,12 +17,9 @@ from service.core.settings import Settings
 from service.core.teams.models import Team
 from service.core.workers import repository
 
-FORGET_AFTER = timedelta(days=1)
-
 
 def pool_overview(session: Session, settings: Settings, team_id: str) -> list[dict[str, Any]]:
     now = utcnow()
-    repository.forget_older_than(session, now - FORGET_AFTER)
     workers = repository.online(session, now - timedelta(seconds=settings.worker_online_within_s))
     holding = [JobStatus(s).value for s in HOLDING]
     rows = session.execute(

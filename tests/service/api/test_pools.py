@@ -43,3 +43,17 @@ def test_pools_show_workers_online_and_the_teams_jobs(
     with database.transaction() as session:
         repository.gone(session, "host-a/11")
         repository.gone(session, "host-b/12")
+
+
+def test_rows_of_workers_gone_a_day_are_forgotten(database: Database):
+    with database.transaction() as session:
+        repository.seen(session, "host-c/13", "host-c", TEST_POOL, [])
+        repository.seen(session, "host-d/14", "host-d", TEST_POOL, [])
+        session.get(Worker, "host-c/13").last_seen_at = utcnow() - timedelta(days=1, minutes=1)
+        session.get(Worker, "host-d/14").last_seen_at = utcnow() - timedelta(hours=23)
+    with database.transaction() as session:
+        repository.forget_the_long_gone(session)
+    with database.transaction() as session:
+        assert session.get(Worker, "host-c/13") is None
+        assert session.get(Worker, "host-d/14") is not None  # offline, not yet forgotten
+        repository.gone(session, "host-d/14")
