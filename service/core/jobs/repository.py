@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.util import identity_key
 
 from service.core import ids
@@ -73,22 +73,25 @@ def list_for_team(
 
 def queue_positions(session: Session, jobs: list[Job]) -> dict[str, int]:
     """Each queued job's place in its pool's queue (1: next), in the order workers claim: higher
-    priority first, then the oldest."""
-    positions = {}
-    for job in jobs:
-        if job.status != JobStatus.QUEUED.value:
-            continue
-        ahead = session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.pool == job.pool, Job.status == JobStatus.QUEUED.value, Job.id != job.id)
-            .where(
-                (Job.priority > job.priority)
-                | ((Job.priority == job.priority) & (Job.created_at < job.created_at))
-            )
+    priority first, then the oldest. One query for the whole page."""
+    queued = JobStatus.QUEUED.value
+    waiting = [job.id for job in jobs if job.status == queued]
+    if not waiting:
+        return {}
+    ahead = aliased(Job)
+    count_ahead = (
+        select(func.count())
+        .select_from(ahead)
+        .where(ahead.pool == Job.pool, ahead.status == queued, ahead.id != Job.id)
+        .where(
+            (ahead.priority > Job.priority)
+            | ((ahead.priority == Job.priority) & (ahead.created_at < Job.created_at))
         )
-        positions[job.id] = int(ahead or 0) + 1
-    return positions
+        .correlate(Job)
+        .scalar_subquery()
+    )
+    rows = session.execute(select(Job.id, count_ahead).where(Job.id.in_(waiting)))
+    return {job_id: int(before) + 1 for job_id, before in rows}
 
 
 def add(session: Session, job: Job) -> None:
