@@ -10,7 +10,7 @@ Every layer sees every batch (the reference code drops the last batch of the las
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,13 +123,25 @@ def load_probe(path: str | Path) -> ProbeResult:
     )
 
 
+LossFn = Callable[[nn.Module, Mapping], torch.Tensor]
+
+
+def model_loss(model: nn.Module, batch: Mapping) -> torch.Tensor:
+    """The loss the model computes itself from the batch's labels (supervised training's)."""
+    return model(**batch).loss
+
+
 def probe_gradients(
     model: nn.Module,
     target_names: Iterable[str],
     batches: Iterable[Mapping],
     steps: int,
+    loss_fn: LossFn = model_loss,
 ) -> ProbeResult:
     """Mean ``∂L/∂W`` of each named module's weight over ``steps`` batches (fewer if the data ends).
+
+    ``loss_fn(model, batch)`` is the training objective's loss (default: the model's own, from the
+    batch's labels; preference tuning passes DPO's, ``gora.train.preference.dpo_probe_loss``).
 
     Under torch.distributed each rank probes its own batches and the means are averaged across ranks,
     which equals the mean over the global batch when every rank sees equally sized batches.
@@ -143,7 +155,7 @@ def probe_gradients(
         handles = _register_accumulating_hooks(weights, accumulators)
         try:
             for batch in itertools.islice(batches, steps):
-                loss = model(**_to_device(batch, device)).loss
+                loss = loss_fn(model, _to_device(batch, device))
                 loss.backward()
                 loss_sum += float(loss.detach())
                 done += 1

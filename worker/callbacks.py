@@ -19,7 +19,7 @@ from gora.export import save_adapter
 from gora.train import TrainingCallbacks
 from service.core.storage import Storage, checkpoint_adapter_key
 from worker import artifacts
-from worker.reporting import JobReporter
+from worker.reporting import JobReporter, reward_summary
 
 
 def probe_with_progress(batches: Iterable[Any], steps: int, reporter: JobReporter) -> Iterator[Any]:
@@ -88,6 +88,9 @@ class JobCallbacks(TrainingCallbacks):
     def on_metrics(self, metrics) -> None:
         values = dataclasses.asdict(metrics)
         values["tokens_per_s"] = values.pop("tokens_per_second")
+        for key in ("reward_margin", "reward_accuracy"):  # DPO runs only
+            if values[key] is None:
+                del values[key]
         self.last_metrics = values
         self.reporter.metrics(values, estimated_finish=self.pace.estimated_finish())
 
@@ -123,12 +126,16 @@ class JobCallbacks(TrainingCallbacks):
 
     def on_eval(self, result) -> None:
         values = {"step": result.step, "valid_loss": result.eval_loss}
-        if result.accuracy is not None:
-            values["valid_mean_token_accuracy"] = result.accuracy
+        optional = {
+            "valid_mean_token_accuracy": result.accuracy,
+            "valid_reward_margin": result.reward_margin,
+            "valid_reward_accuracy": result.reward_accuracy,
+        }
+        values.update({k: v for k, v in optional.items() if v is not None})
         self.last_eval = values
-        self.reporter.event(
-            f"Step {result.step}: validation loss={result.eval_loss:.4f}", type="metrics", **values
-        )
+        message = f"Step {result.step}: validation loss={result.eval_loss:.4f}"
+        message += reward_summary(result.reward_margin, result.reward_accuracy)
+        self.reporter.event(message, type="metrics", **values)
 
     def on_warning(self, warning) -> None:
         self.reporter.event(warning.message, level="warn", code=warning.code, step=warning.step)
@@ -144,6 +151,7 @@ def reference_outputs(model, dataset, collator) -> dict[str, Any]:
     """The adapter model's logits on the first training row, for checking a downloaded adapter."""
     batch = collator([dataset[0]])
     batch.pop("labels", None)
+    batch.pop("completion_mask", None)  # a preference pair: its chosen sequence comes first
     device = next(model.parameters()).device  # the GPU a single-process job trained on, say
     model.eval()
     with torch.no_grad():

@@ -32,6 +32,11 @@ class JobPlan:
     models_dir: str
     from_checkpoint: dict[str, Any] | None = None  # a warm start (service.core.jobs.warm_start)
     dry_run: bool = False  # validate, tokenise and probe; report a preview instead of training
+    method: str = "supervised"  # OpenAI's method.type: "supervised" or "dpo"
+
+    @property
+    def is_dpo(self) -> bool:
+        return self.method == "dpo"
 
     @property
     def model_path(self) -> str:
@@ -78,6 +83,7 @@ def load_plan(database: Database, job_id: str, models_dir: str) -> JobPlan:
             models_dir=models_dir,
             from_checkpoint=job.from_checkpoint,
             dry_run=job.dry_run,
+            method=(job.method or {}).get("type", "supervised"),
         )
 
 
@@ -95,6 +101,8 @@ def training_config(plan: JobPlan, checkpoints: Path) -> TrainingConfig:
         log_every=hp["log_every_steps"],
         checkpoint_every=hp["checkpoint_every_steps"],
         output_dir=checkpoints,
+        objective="dpo" if plan.is_dpo else "sft",
+        beta=hp.get("beta", TrainingConfig.beta),
     )
     config.require_resolved()
     return config

@@ -43,6 +43,8 @@ def probe_key(plan: JobPlan, cfg: GoraConfig, data_sha256: str) -> str:
         "micro_batch_size": hp["micro_batch_size"],
         "max_seq_length": hp["max_seq_length"],
     }
+    if plan.is_dpo:  # another loss, other gradients (keys of supervised probes stay as they were)
+        settings.update(objective="dpo", beta=hp["beta"])
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

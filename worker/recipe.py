@@ -14,16 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from gora import GoraConfig, get_gora_model, load_base_model
 from gora.adapters import target_layers
 from gora.data.encoding import EncodingStats, build_dataset, build_label_map
-from gora.data.formats import DataFormatError, read_jsonl_lines
+from gora.data.formats import DataFormatError, method_format_error, read_jsonl_lines
 from gora.data.loading import collator_for, make_batches
+from gora.data.preference import preference_collator
 from gora.export import FORMATS as ADAPTER_FORMATS
-from gora.export import save_adapter
+from gora.export import WEIGHTS_FILENAME, save_adapter
 from gora.model_registry import ModelLoadError
-from gora.probe import ProbeResult, probe_gradients
+from gora.probe import ProbeResult, model_loss, probe_gradients
 from gora.report import AllocationReport
 from gora.targets import TargetModulesNotFound
 from gora.train import TrainingDiverged, TrainingResult, latest_checkpoint, train
@@ -55,6 +57,7 @@ class JobData:
     valid: Any | None
     stats: EncodingStats
     data_sha256: str  # of the training file's bytes: part of the probe cache's key
+    tokenizer: Any = None  # DPO runs hand it to TRL's trainer
 
 
 @dataclass
@@ -90,6 +93,8 @@ class JobRecipe:
         label2id = build_label_map(rows) if plan.task == "sequence_classification" else None
         base, tokenizer = self._load_model(list(label2id) if label2id else None)
         collator = collator_for(tokenizer)
+        if plan.is_dpo:  # chosen and rejected answers in one padded batch (TRL's layout)
+            collator = preference_collator(collator.pad_token_id)
         dataset, stats = self._encode(rows, fmt, lines, tokenizer, label2id, "training_file")
         valid = None
         if plan.validation_key:
@@ -99,7 +104,7 @@ class JobRecipe:
             f"Data: {stats.examples} examples, {stats.trained_tokens} trained tokens"
         )
         data_sha256 = file_sha256(self._local(plan.training_key))
-        return JobData(base, collator, dataset, valid, stats, data_sha256)
+        return JobData(base, collator, dataset, valid, stats, data_sha256, tokenizer)
 
     def _local(self, key: str) -> Path:
         return self.work.data / key.replace("/", "_")
@@ -107,9 +112,13 @@ class JobRecipe:
     def _read_rows(self, key: str, param: str):
         local = artifacts.download_file(self.storage, key, self._local(key))
         try:
-            return read_jsonl_lines(str(local))
+            fmt, rows, lines = read_jsonl_lines(str(local))
         except DataFormatError as exc:
             raise JobUserError(ErrorCode.USER_BAD_DATA, f"{param}: {exc}", param) from exc
+        mismatch = method_format_error(fmt, self.plan.method)
+        if mismatch:  # the API checked when the job was made; a file is not changed after
+            raise JobUserError(ErrorCode.USER_BAD_DATA, f"{param}: {mismatch}", param)
+        return fmt, rows, lines
 
     def _load_model(self, label_names: list[str] | None):
         plan = self.plan
@@ -191,10 +200,19 @@ class JobRecipe:
         batches = make_batches(data.train, data.collator, batch, seed=cfg.seed)
         batches = rank_batches(batches, cfg.probe_steps, self.rank, self.world)
         batches = probe_with_progress(batches, cfg.probe_steps, self.reporter)
-        probe = probe_gradients(base, target_layers(base, cfg), batches, cfg.probe_steps)
+        loss = self._probe_loss()
+        probe = probe_gradients(base, target_layers(base, cfg), batches, cfg.probe_steps, loss)
         if key:
             cache.save(key, probe)
         return probe, False
+
+    def _probe_loss(self):
+        """The training objective's loss: GoRA probes the gradient the job will follow."""
+        if not self.plan.is_dpo:
+            return model_loss
+        from gora.train.preference import dpo_probe_loss  # imports TRL: DPO jobs only
+
+        return dpo_probe_loss(self.plan.hyperparameters["beta"])
 
     def _warm_start(self, data: JobData, source: dict[str, Any]):
         """The adapter of an earlier job (or checkpoint), trainable, its ranks kept: no probe. The
@@ -244,14 +262,38 @@ class JobRecipe:
         callbacks = JobCallbacks(
             self.plan.job_id, self.reporter, self.storage, model, self.work.export / "checkpoints"
         )
+        objective = {}
+        if self.plan.is_dpo:
+            objective = {
+                "processing_class": data.tokenizer,
+                "reference_adapter": self._reference_adapter(),
+            }
         try:
             return train(
-                model, data.train, data.collator, config, callbacks, data.valid, checkpoint
+                model,
+                data.train,
+                data.collator,
+                config,
+                callbacks,
+                data.valid,
+                checkpoint,
+                **objective,
             )
         except TrainingDiverged as exc:
             raise JobUserError(
                 ErrorCode.USER_BAD_CONFIG, str(exc), "hyperparameters.learning_rate_multiplier"
             ) from exc
+
+    def _reference_adapter(self) -> dict[str, torch.Tensor] | None:
+        """DPO's reference: the adapter a warm start began from (read again on a resume, when the
+        model holds the checkpoint's), or None for a new adapter: the base."""
+        source = self.plan.from_checkpoint
+        if source is None:
+            return None
+        local = artifacts.download_dir(
+            self.storage, source["adapter_key"], self.work.data / "reference"
+        )
+        return load_file(str(local / WEIGHTS_FILENAME))
 
     # --- dry run (rank 0) ----------------------------------------------------------------------
     def preview(self, model, data: JobData) -> None:

@@ -38,6 +38,13 @@ class ResultFile:
     rows: int
 
 
+def reward_summary(margin: float | None, accuracy: float | None) -> str:
+    """DPO's reward margin and accuracy for an event's message ("" for supervised runs)."""
+    if margin is None or accuracy is None:
+        return ""
+    return f", reward margin={margin:.4f}, reward accuracy={accuracy:.2f}"
+
+
 class JobReporter:
     def __init__(
         self,
@@ -108,6 +115,7 @@ class JobReporter:
             return
         self._recorded_steps.add(values["step"])
         message = f"Step {values['step']}: training loss={values['loss']:.4f}"
+        message += reward_summary(values.get("reward_margin"), values.get("reward_accuracy"))
 
         def write(session: Session) -> None:
             repository.add_event(session, self.job_id, message, type="metrics", data=values)

@@ -9,6 +9,7 @@ Causal LM rows become ``input_ids`` and ``labels`` (-100 where no loss applies):
 - prompt_completion: ``prompt + completion`` as given (no separator added), loss on the completion + eos.
 - text: loss on every token + eos.
 Classification rows become ``input_ids`` (+ the tokenizer's other fields) and an integer ``labels``.
+Preference rows become prompt, chosen and rejected token ids (``gora.data.preference``).
 
 The first position's label is always -100: causal LMs predict token t from tokens before it, so the
 first token is never a target, and counting it would overstate the trained tokens.
@@ -28,7 +29,7 @@ from gora.data.loading import IGNORE_INDEX, EncodedDataset, Example
 from gora.model_registry import check_task
 
 TASK_FORMATS = {
-    "causal_lm": ("chat", "prompt_completion", "text"),
+    "causal_lm": ("chat", "prompt_completion", "text", "preference"),
     "sequence_classification": ("classification",),
 }
 
@@ -57,6 +58,11 @@ def check_format_for_task(fmt: str, task: str) -> None:
         raise ValueError(f"unknown data format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     if fmt in TASK_FORMATS[task]:
         return
+    if fmt == "preference":
+        raise ValueError(
+            "preference rows train a causal LM (method 'dpo'): use a causal LM such as "
+            "'smollm2-135m'"
+        )
     if task == "causal_lm":
         raise ValueError(
             "classification rows ({'text', 'label'}) train a classifier: use "
@@ -102,6 +108,10 @@ def build_dataset(
             raise DataFormatError(line, None, f"is a {kind} row in a {fmt} dataset")
     if task == "sequence_classification":
         return _build_classification(rows, lines, tokenizer, max_length, label2id)
+    if fmt == "preference":
+        from gora.data.preference import build_preference_dataset  # it builds on this module
+
+        return build_preference_dataset(rows, lines, tokenizer, max_length)
     return _build_causal(rows, lines, fmt, tokenizer, max_length)
 
 

@@ -9,6 +9,9 @@ Formats, told apart by their keys:
 - ``prompt_completion``: ``{"prompt": str, "completion": str}``; the loss covers the completion.
 - ``text``: ``{"text": str}``; the loss covers every token.
 - ``classification``: ``{"text": str, "label": str | int}``; for sequence classification.
+- ``preference``: OpenAI's preference rows, ``{"input": {"messages": [...]}, "preferred_output":
+  [{"role": "assistant", "content": str}], "non_preferred_output": [...]}``; for preference tuning
+  (DPO): the conversation so far, then the answer to prefer and the one not to.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMATS = ("chat", "prompt_completion", "text", "classification")
+FORMATS = ("chat", "prompt_completion", "text", "classification", "preference")
+PREFERENCE_KEYS = ("input", "preferred_output", "non_preferred_output")
 ROLES = ("system", "user", "assistant")
 
 
@@ -38,6 +42,8 @@ class DataFormatError(ValueError):
 
 def detect_format(row: dict[str, Any]) -> str | None:
     """The format a row's keys select, or None when they select none."""
+    if any(key in row for key in PREFERENCE_KEYS):
+        return "preference"
     if "messages" in row:
         return "chat"
     if "prompt" in row or "completion" in row:
@@ -55,15 +61,12 @@ def _require_text(row: dict[str, Any], key: str, line: int, *, allow_empty: bool
         raise DataFormatError(line, key, "must not be empty")
 
 
-def _check_chat(row: dict[str, Any], line: int) -> None:
-    messages = row["messages"]
+def _check_messages(messages: Any, line: int, field: str) -> list[dict[str, Any]]:
+    """A non-empty list of well-formed ``{role, content, weight?}`` messages, else the error."""
     if not isinstance(messages, list) or not messages:
-        raise DataFormatError(
-            line, "messages", "must be a non-empty list of {role, content} objects"
-        )
-    trained_turns = 0
+        raise DataFormatError(line, field, "must be a non-empty list of {role, content} objects")
     for i, message in enumerate(messages):
-        where = f"messages[{i}]"
+        where = f"{field}[{i}]"
         if not isinstance(message, dict):
             raise DataFormatError(line, where, "must be an object with 'role' and 'content'")
         role = message.get("role")
@@ -74,14 +77,47 @@ def _check_chat(row: dict[str, Any], line: int) -> None:
         content = message.get("content")
         if not isinstance(content, str):
             raise DataFormatError(line, f"{where}.content", "must be a string")
-        weight = message.get("weight", 1)
-        if weight not in (0, 1):
+        if message.get("weight", 1) not in (0, 1):
             raise DataFormatError(line, f"{where}.weight", "must be 0 or 1")
-        if role == "assistant" and weight == 1 and content.strip():
-            trained_turns += 1
+    return messages
+
+
+def _check_chat(row: dict[str, Any], line: int) -> None:
+    messages = _check_messages(row["messages"], line, "messages")
+    trained_turns = sum(
+        m["role"] == "assistant" and m.get("weight", 1) == 1 and bool(m["content"].strip())
+        for m in messages
+    )
     if trained_turns == 0:
         raise DataFormatError(
             line, "messages", "needs at least one non-empty assistant message to learn from"
+        )
+
+
+def _check_preference(row: dict[str, Any], line: int) -> None:
+    # OpenAI's rules: the input is a conversation; each output is exactly one assistant message.
+    missing = [key for key in PREFERENCE_KEYS if key not in row]
+    if missing:
+        raise DataFormatError(
+            line,
+            missing[0],
+            "is missing: a preference row needs input, preferred_output and non_preferred_output",
+        )
+    prompt = row["input"]
+    if not isinstance(prompt, dict) or "messages" not in prompt:
+        raise DataFormatError(line, "input", 'must be an object {"messages": [...]}')
+    _check_messages(prompt["messages"], line, "input.messages")
+    for key in PREFERENCE_KEYS[1:]:
+        output = _check_messages(row[key], line, key)
+        if len(output) != 1 or output[0]["role"] != "assistant":
+            raise DataFormatError(line, key, "must be a list of exactly one assistant message")
+        if not output[0]["content"].strip():
+            raise DataFormatError(line, f"{key}[0].content", "must not be empty")
+    if row["preferred_output"][0]["content"] == row["non_preferred_output"][0]["content"]:
+        raise DataFormatError(
+            line,
+            "non_preferred_output",
+            "is the same answer as preferred_output: nothing to prefer",
         )
 
 
@@ -104,7 +140,8 @@ def validate_row(row: Any, line: int) -> str:
             line,
             None,
             "unknown format: give 'messages' (chat), 'prompt' and 'completion', 'text', "
-            "or 'text' and 'label' (classification)",
+            "'text' and 'label' (classification), or 'input', 'preferred_output' and "
+            "'non_preferred_output' (preference)",
         )
     if kind == "chat":
         _check_chat(row, line)
@@ -113,9 +150,23 @@ def validate_row(row: Any, line: int) -> str:
         _require_text(row, "completion", line)
     elif kind == "text":
         _require_text(row, "text", line)
+    elif kind == "preference":
+        _check_preference(row, line)
     else:
         _check_classification(row, line)
     return kind
+
+
+def method_format_error(fmt: str | None, method: str) -> str | None:
+    """Why rows of ``fmt`` cannot train with ``method`` ("supervised" or "dpo"), or None if they can."""
+    if method == "dpo" and fmt != "preference":
+        return (
+            f"method 'dpo' trains on preference rows ({{'input', 'preferred_output', "
+            f"'non_preferred_output'}}), and this file holds {fmt} rows"
+        )
+    if method != "dpo" and fmt == "preference":
+        return "preference rows train with method 'dpo'; set method.type to 'dpo'"
+    return None
 
 
 def parse_line(raw: str | bytes, line: int) -> Any:

@@ -25,6 +25,7 @@ from gora.validation import (
 )
 
 _OWNER = "TrainingConfig"
+OBJECTIVES = ("sft", "dpo")
 _fail = partial(fail, _OWNER)
 _check_int = partial(check_int, _OWNER)
 _check_number = partial(check_number, _OWNER)
@@ -46,7 +47,8 @@ class TrainingConfig:
     With an eval dataset, training evaluates every ``eval_every`` steps, before each checkpoint, and at
     the last step. The divergence guard warns once when the smoothed loss passes ``divergence_warn_ratio`` times the
     initial loss and stops training with ``TrainingDiverged`` past ``divergence_stop_ratio`` times it, or
-    at the first non-finite loss.
+    at the first non-finite loss. ``objective="dpo"`` trains on preference pairs with DPO's loss at
+    ``beta`` (``gora.train.preference``), the reference being the model the adapter starts from.
     """
 
     learning_rate: float | str = AUTO
@@ -71,6 +73,8 @@ class TrainingConfig:
     divergence_warn_ratio: float = 2.0
     divergence_stop_ratio: float = 4.0
     divergence_window: int = 10
+    objective: str = "sft"  # "sft" (next-token loss) or "dpo" (preference pairs)
+    beta: float = 0.1  # DPO's β: how far from the reference the policy may move (OpenAI's 0.1)
 
     def __post_init__(self) -> None:
         _check_number("learning_rate", self.learning_rate, low=0.0, strict=True, auto=True)
@@ -114,6 +118,9 @@ class TrainingConfig:
                 f">= divergence_warn_ratio ({self.divergence_warn_ratio}) so the warning comes first",
             )
         _check_int("divergence_window", self.divergence_window, 1)
+        if self.objective not in OBJECTIVES:
+            _fail("objective", self.objective, " or ".join(repr(o) for o in OBJECTIVES))
+        _check_number("beta", self.beta, low=0.0, strict=True)
 
     @property
     def is_resolved(self) -> bool:
@@ -130,7 +137,8 @@ class TrainingConfig:
         _check_number("lr_multiplier", lr_multiplier, low=0.0, strict=True)
         lr = self.learning_rate
         if lr == AUTO:
-            lr = defaults.default_learning_rate(adapter_type, task) * lr_multiplier
+            lr = defaults.default_learning_rate(adapter_type, task, objective=self.objective)
+            lr *= lr_multiplier
         batch, accum = self.batch_size, self.grad_accum_steps
         if batch == AUTO:
             batch, accum = defaults.default_batch_size(task, n_examples, accum)

@@ -32,6 +32,8 @@ _CLASSIFICATION_LR = {"lora": 2e-4, "gora": 2e-4}
 _CAUSAL_LM_LR_SMALL = {"lora": 5e-4, "gora": 1e-4}  # measured: SmolLM2-135M, bench/quality
 _CAUSAL_LM_LR_LARGE = 5e-5  # paper: Llama-3.1-8B
 LARGE_MODEL_PARAMS = 3_000_000_000
+# DPO's rate as a fraction of the supervised one (see the docstring and docs/benchmarks.md).
+DPO_LR_RATIO = 0.1
 
 # batch_size="auto": OpenAI's documented rule (about 0.2 % of the training examples) rounded to a power
 # of two and kept within the range LoRA recipes use; micro-batches above the cap become accumulation.
@@ -52,13 +54,17 @@ def _check(adapter_type: str, task: str) -> None:
         raise ValueError(f"task must be one of {TASKS}; got {task!r}")
 
 
-def default_learning_rate(adapter_type: str, task: str, n_params: int | None = None) -> float:
+def default_learning_rate(
+    adapter_type: str, task: str, n_params: int | None = None, *, objective: str = "sft"
+) -> float:
     """The base learning rate (that of LoRA A) for this method and task; B trains at ratio_b times it.
 
     ``n_params`` (the base model's parameter count) only matters for causal LMs: from 3B up the paper's
-    large-model rate applies.
+    large-model rate applies. ``objective="dpo"``: the supervised rate times ``DPO_LR_RATIO``.
     """
     _check(adapter_type, task)
+    if objective == "dpo":
+        return DPO_LR_RATIO * default_learning_rate(adapter_type, task, n_params)
     if task == "sequence_classification":
         return _CLASSIFICATION_LR[adapter_type]
     if n_params is not None and n_params >= LARGE_MODEL_PARAMS:

@@ -28,6 +28,8 @@ class Metrics:
     ``grad_norm`` is taken before clipping, at ``step``; None when the backend does not report it.
     ``accuracy``: the mean per-step share of trained tokens whose top prediction is the label (per
     example for a classification head); OpenAI calls it ``mean_token_accuracy``.
+    DPO runs only: ``reward_margin``, the mean of β·(log-ratio of chosen − log-ratio of rejected),
+    and ``reward_accuracy``, the share of pairs whose chosen answer has the higher reward.
     """
 
     step: int
@@ -38,6 +40,8 @@ class Metrics:
     trained_tokens: int
     grad_norm: float | None
     accuracy: float | None = None
+    reward_margin: float | None = None
+    reward_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class EvalResult:
     step: int
     eval_loss: float
     accuracy: float | None = None  # as Metrics.accuracy, over the whole eval set
+    reward_margin: float | None = None  # DPO runs: as Metrics', over the whole eval set
+    reward_accuracy: float | None = None
 
 
 @dataclass(frozen=True)

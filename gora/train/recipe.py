@@ -79,9 +79,15 @@ class TrainingRecipe:
         config: TrainingConfig,
         callbacks: TrainingCallbacks | None = None,
         eval_dataset: Dataset | None = None,
+        *,
+        processing_class: Any = None,
+        reference_adapter: dict[str, torch.Tensor] | None = None,
     ):
         self.model, self.train_dataset, self.collator = model, train_dataset, collator
         self.config, self.eval_dataset = config, eval_dataset
+        # DPO only: the tokenizer (TRL's trainer requires one) and the reference adapter's weights
+        # (None: the base; see gora.train.preference).
+        self.processing_class, self.reference_adapter = processing_class, reference_adapter
         self.callbacks = callbacks or TrainingCallbacks()
         self.trainer: RecipeTrainer | None = None
         self.bridge: CallbackBridge | None = None
@@ -96,18 +102,34 @@ class TrainingRecipe:
         n_examples = len(self.train_dataset)
         self.total_steps = total_optimizer_steps(n_examples, self.config, _world_size())
         self._remember_model_state()
-        self.trainer = RecipeTrainer(
+        trainer_class, objective_kwargs = self._trainer_class()
+        self.trainer = trainer_class(
             model=self.model,
             args=self._training_arguments(),
             train_dataset=self.train_dataset,
             eval_dataset=self.eval_dataset,
             data_collator=self.collator,
             recipe_config=self.config,
+            **objective_kwargs,
         )
         for quiet in (PrinterCallback, ProgressCallback):  # the worker reports progress itself
             self.trainer.remove_callback(quiet)
         self.bridge = CallbackBridge(self.trainer, self.callbacks, self.config)
         self.trainer.add_callback(self.bridge)
+
+    def _trainer_class(self) -> tuple[type[RecipeTrainer], dict[str, Any]]:
+        if self.config.objective != "dpo":
+            return RecipeTrainer, {}
+        if self.processing_class is None:
+            raise ValueError(
+                "TrainingConfig.objective 'dpo' needs processing_class (the tokenizer)"
+            )
+        from gora.train.preference import PreferenceTrainer  # imports TRL: only for DPO runs
+
+        return PreferenceTrainer, {
+            "processing_class": self.processing_class,
+            "reference_adapter": self.reference_adapter,
+        }
 
     def _output_dir(self) -> str:
         if self.config.output_dir is not None:
@@ -119,7 +141,18 @@ class TrainingRecipe:
         cfg = self.config
         checkpoints = cfg.checkpoint_every > 0
         evaluates = cfg.eval_every is not None and self.eval_dataset is not None
-        return TrainingArguments(
+        arguments_class, objective_arguments = TrainingArguments, {}
+        if cfg.objective == "dpo":
+            from trl import DPOConfig
+
+            arguments_class = DPOConfig
+            objective_arguments = {
+                "beta": float(cfg.beta),
+                "max_length": None,  # rows arrive cut to max_seq_length (gora.data.preference)
+                "activation_checkpointing": False,  # TRL's default; ours trains as SFT runs do
+            }
+        return arguments_class(
+            **objective_arguments,
             output_dir=self._output_dir(),
             per_device_train_batch_size=int(cfg.batch_size),
             per_device_eval_batch_size=int(cfg.batch_size),
@@ -212,6 +245,10 @@ class TrainingRecipe:
     # -- cleanup --------------------------------------------------------------------------------
     def cleanup(self) -> None:
         """Releases the Trainer, optimizer state and device memory; restores the model's settings."""
+        if self.config.objective == "dpo":
+            from gora.train.preference import drop_reference
+
+            drop_reference(self.model)
         config = getattr(self.model, "config", None)
         if config is not None and self._restore.get("use_cache") is not None:
             config.use_cache = self._restore["use_cache"]
@@ -237,14 +274,18 @@ def train(
     callbacks: TrainingCallbacks | None = None,
     eval_dataset: Dataset | None = None,
     resume_from_checkpoint: str | Path | None = None,
+    **objective_kwargs: Any,
 ) -> TrainingResult:
     """Trains the adapter of ``model`` (a peft.PeftModel) in place and returns what happened.
 
     ``config`` must be resolved (no "auto"; see ``TrainingConfig.resolve``). Raises
     ``TrainingDiverged`` when the loss explodes; returns with ``cancelled=True`` when
-    ``callbacks.should_stop()`` said so.
+    ``callbacks.should_stop()`` said so. A DPO run (``config.objective="dpo"``) also takes
+    ``processing_class`` and ``reference_adapter`` (see ``TrainingRecipe``).
     """
-    recipe = TrainingRecipe(model, train_dataset, collator, config, callbacks, eval_dataset)
+    recipe = TrainingRecipe(
+        model, train_dataset, collator, config, callbacks, eval_dataset, **objective_kwargs
+    )
     recipe.setup()
     try:
         return recipe.train(resume_from_checkpoint)

@@ -33,6 +33,13 @@ from gora.train.optim import build_optimizer, parameter_role
 TRAINED_TOKENS = "trained_tokens"
 ACCURACY = "mean_token_accuracy"  # OpenAI's name; per example for a classification head
 EVAL_ACCURACY = "eval_mean_token_accuracy"
+# Metrics a run may log besides its loss: our field in Metrics/EvalResult -> the Trainer's log key
+# (DPO's reward metrics are TRL's; see gora.train.preference).
+WINDOWED = {
+    "accuracy": ACCURACY,
+    "reward_margin": "rewards/margins",
+    "reward_accuracy": "rewards/accuracies",
+}
 
 
 def count_trained_tokens(inputs: dict[str, Any]) -> torch.Tensor:
@@ -43,6 +50,8 @@ def count_trained_tokens(inputs: dict[str, Any]) -> torch.Tensor:
     attention mask's ones (all input ids when there is no mask). A tensor, not an int: reading it
     would make the host wait for the device at every micro-batch; it is read once per logged step.
     """
+    if "completion_mask" in inputs:  # preference pairs: the answers' tokens, chosen and rejected
+        return inputs["completion_mask"].sum()
     labels, input_ids = inputs.get("labels"), inputs.get("input_ids")
     if labels is not None and input_ids is not None and labels.shape == input_ids.shape:
         return (labels[..., 1:] != IGNORE_INDEX).sum()
@@ -156,7 +165,7 @@ class CallbackBridge(TrainerCallback):
         )
         self.cancelled = False
         self._window: list[float] = []
-        self._window_accuracy: list[float] = []
+        self._window_extra: dict[str, list[float]] = {}  # WINDOWED's fields, per logged step
         self._window_start = (0.0, 0)  # (time, trained tokens) at the start of the metrics window
         self._last: dict[str, Any] = {}
 
@@ -191,16 +200,16 @@ class CallbackBridge(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "eval_loss" in logs:
-            result = EvalResult(
-                state.global_step, float(logs["eval_loss"]), logs.get(EVAL_ACCURACY)
-            )
+            extra = {field: logs.get(f"eval_{key}") for field, key in WINDOWED.items()}
+            result = EvalResult(state.global_step, float(logs["eval_loss"]), **extra)
             self._emit(state, "on_eval", result)
         if "loss" not in logs:
             return
         loss = float(logs["loss"])
         self._window.append(loss)
-        if ACCURACY in logs:
-            self._window_accuracy.append(float(logs[ACCURACY]))
+        for field, key in WINDOWED.items():
+            if key in logs:
+                self._window_extra.setdefault(field, []).append(float(logs[key]))
         self._last = {"lr": logs.get("learning_rate", 0.0), "grad_norm": logs.get("grad_norm")}
         if self.config.detect_divergence:
             self._check_divergence(state, loss)
@@ -229,7 +238,7 @@ class CallbackBridge(TrainerCallback):
         start_time, start_tokens = self._window_start
         elapsed = max(now - start_time, 1e-9)
         grad_norm = self._last.get("grad_norm")
-        accuracies = self._window_accuracy
+        extra = {field: sum(values) / len(values) for field, values in self._window_extra.items()}
         metrics = Metrics(
             step=state.global_step,
             epoch=float(state.epoch or 0.0),
@@ -238,9 +247,9 @@ class CallbackBridge(TrainerCallback):
             tokens_per_second=(tokens - start_tokens) / elapsed,
             trained_tokens=tokens,
             grad_norm=None if grad_norm is None else float(grad_norm),
-            accuracy=sum(accuracies) / len(accuracies) if accuracies else None,
+            **extra,
         )
-        self._window, self._window_accuracy = [], []
+        self._window, self._window_extra = [], {}
         self._window_start = (now, tokens)
         self._emit(state, "on_metrics", metrics)
 

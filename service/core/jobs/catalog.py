@@ -22,6 +22,7 @@ TASK_OF_FORMAT = {
     "prompt_completion": CAUSAL_LM,
     "text": CAUSAL_LM,
     "classification": SEQUENCE_CLASSIFICATION,
+    "preference": CAUSAL_LM,  # preference tuning (method "dpo") of a causal LM
 }
 
 

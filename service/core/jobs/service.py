@@ -107,7 +107,7 @@ def _new_job(team_id: str, body: JobCreate, spec: JobSpec, seed: int) -> Job:
         seed=seed,
         user_metadata=body.metadata,
         hyperparameters=spec.hyperparameters,
-        method={"type": "supervised", "supervised": {"hyperparameters": spec.hyperparameters}},
+        method={"type": spec.method, spec.method: {"hyperparameters": spec.hyperparameters}},
         adapter=spec.adapter,
         pool=spec.pool,
         gpu_count=spec.gpu_count,

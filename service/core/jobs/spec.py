@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from gora.config import ADAPTER_TYPES, GoraConfig
+from gora.data.formats import method_format_error
 from gora.train import defaults as training_defaults
 from gora.train.config import TrainingConfig
 from gora.validation import AUTO, ConfigError
@@ -52,14 +53,27 @@ class Hyperparameters(BaseModel):
     checkpoint_every_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
+class DpoHyperparameters(Hyperparameters):
+    """OpenAI's DPO knobs: the supervised ones and ``beta`` (auto: OpenAI's 0.1)."""
+
+    beta: Auto | Annotated[float, Field(gt=0, le=10)] = "auto"
+
+
 class SupervisedMethod(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     hyperparameters: Hyperparameters | None = None
 
 
+class DpoMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    hyperparameters: DpoHyperparameters | None = None
+
+
 # The methods this service trains (OpenAI's method.type); another is a 400 that lists these.
-SUPPORTED_METHODS = ("supervised",)
+SUPPORTED_METHODS = ("supervised", "dpo")
+DEFAULT_BETA = 0.1  # OpenAI's documented default
 
 
 class Method(BaseModel):
@@ -67,6 +81,7 @@ class Method(BaseModel):
 
     type: Annotated[str, StringConstraints(max_length=64, pattern=PRINTABLE)] = "supervised"
     supervised: SupervisedMethod | None = None
+    dpo: DpoMethod | None = None
 
 
 class AdapterSpec(BaseModel):
@@ -135,6 +150,7 @@ DEFAULT_CHECKPOINT_EVERY_STEPS = 100
 
 @dataclass
 class JobSpec:
+    method: str  # "supervised" or "dpo"
     model_source: dict[str, Any]
     task: str
     training_file: StoredFile
@@ -179,9 +195,7 @@ def _check_task(model_source: dict[str, Any], training: StoredFile) -> str:
     return task
 
 
-def _given_hyperparameters(body: JobCreate) -> Hyperparameters:
-    """The hyperparameters as OpenAI's ``method.supervised.hyperparameters`` or, deprecated there
-    but still accepted, at the top level; both given must agree."""
+def _method(body: JobCreate) -> Method:
     method = body.method or Method()
     if method.type not in SUPPORTED_METHODS:
         raise InvalidRequest(
@@ -190,6 +204,28 @@ def _given_hyperparameters(body: JobCreate) -> Hyperparameters:
             param="method.type",
             code="unsupported_method",
         )
+    other = "dpo" if method.type == "supervised" else "supervised"
+    if getattr(method, other) is not None:
+        raise InvalidRequest(
+            f"method.{other} is given but method.type is {method.type!r}; give the settings "
+            f"under method.{method.type}",
+            param=f"method.{other}",
+        )
+    return method
+
+
+def _given_hyperparameters(body: JobCreate, method: Method) -> Hyperparameters:
+    """The hyperparameters as OpenAI's ``method.<type>.hyperparameters`` or, for supervised jobs
+    (deprecated there but still accepted), at the top level; both given must agree."""
+    if method.type == "dpo":
+        if body.hyperparameters is not None:
+            raise InvalidRequest(
+                "a DPO job takes its hyperparameters under method.dpo.hyperparameters (the "
+                "top-level field is supervised-only)",
+                param="hyperparameters",
+            )
+        given = method.dpo.hyperparameters if method.dpo else None
+        return given or DpoHyperparameters()
     nested = method.supervised.hyperparameters if method.supervised else None
     if nested is not None and body.hyperparameters is not None and nested != body.hyperparameters:
         raise InvalidRequest(
@@ -201,13 +237,19 @@ def _given_hyperparameters(body: JobCreate) -> Hyperparameters:
 
 
 def resolve_hyperparameters(
-    given: Hyperparameters, training_rows: int, *, adapter_type: str, task: str
+    given: Hyperparameters,
+    training_rows: int,
+    *,
+    adapter_type: str,
+    task: str,
+    method: str = "supervised",
 ) -> dict[str, Any]:
     """The run's numbers, stored on the job and trusted by the worker as they are.
 
     "auto" is resolved by the library's own rule (``TrainingConfig.resolve``, the documented
     defaults of gora.train.defaults), once, here. OpenAI's ``batch_size`` is the effective batch:
-    stored with the micro-batch and accumulation steps it runs as.
+    stored with the micro-batch and accumulation steps it runs as. A DPO job's batch counts
+    preference pairs, and its "auto" rate is the DPO default (``defaults.DPO_LR_RATIO``).
     """
     if given.batch_size == "auto":
         micro, accumulation = AUTO, 1
@@ -216,14 +258,17 @@ def resolve_hyperparameters(
     multiplier = given.learning_rate_multiplier
     multiplier = 1.0 if multiplier == "auto" else float(multiplier)
     run = TrainingConfig(
-        n_epochs=given.n_epochs, batch_size=micro, grad_accum_steps=accumulation
+        n_epochs=given.n_epochs,
+        batch_size=micro,
+        grad_accum_steps=accumulation,
+        objective="dpo" if method == "dpo" else "sft",
     ).resolve(
         adapter_type=adapter_type,
         task=task,
         n_examples=max(1, training_rows),
         lr_multiplier=multiplier,
     )
-    return {
+    resolved = {
         "n_epochs": run.n_epochs,
         "batch_size": run.batch_size * run.grad_accum_steps,
         "micro_batch_size": run.batch_size,
@@ -235,6 +280,9 @@ def resolve_hyperparameters(
         "log_every_steps": given.log_every_steps or DEFAULT_LOG_EVERY_STEPS,
         "checkpoint_every_steps": given.checkpoint_every_steps or DEFAULT_CHECKPOINT_EVERY_STEPS,
     }
+    if isinstance(given, DpoHyperparameters):
+        resolved["beta"] = DEFAULT_BETA if given.beta == "auto" else float(given.beta)
+    return resolved
 
 
 def resolve_adapter(body: JobCreate, seed: int) -> dict[str, Any]:
@@ -269,6 +317,14 @@ def build_spec(
 ) -> JobSpec:
     model_source = resolve_model(settings, body.model)
     training = _usable_file(session, team_id, body.training_file, "training_file")
+    method = _method(body)
+    mismatch = method_format_error(training.data_format, method.type)
+    if mismatch:
+        raise InvalidRequest(
+            f"training file {training.id}: {mismatch}",
+            param="training_file",
+            code="invalid_file_format",
+        )
     task = _check_task(model_source, training)
     validation = None
     if body.validation_file is not None:
@@ -279,7 +335,7 @@ def build_spec(
                 f"holds {training.data_format} rows",
                 param="validation_file",
             )
-    given = _given_hyperparameters(body)
+    given = _given_hyperparameters(body, method)
     pool, gpu_count = _resolve_gpu(settings, body)
     warm = None
     if body.from_checkpoint is not None:
@@ -294,9 +350,10 @@ def build_spec(
             )
     adapter = warm["adapter"] if warm else resolve_adapter(body, seed)
     hyperparameters = resolve_hyperparameters(
-        given, training.rows, adapter_type=adapter["type"], task=task
+        given, training.rows, adapter_type=adapter["type"], task=task, method=method.type
     )
     return JobSpec(
+        method=method.type,
         model_source=model_source,
         task=task,
         training_file=training,

@@ -10,6 +10,15 @@ import pytest
 from gora.data.formats import DataFormatError, read_jsonl_lines, validate_lines, validate_row
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+PAIR = {
+    "input": {"messages": [{"role": "user", "content": "2+2?"}]},
+    "preferred_output": [{"role": "assistant", "content": "4"}],
+    "non_preferred_output": [{"role": "assistant", "content": "5"}],
+}
+
+
+def _pair(**changes):
+    return {**PAIR, **changes}
 
 
 @pytest.mark.parametrize(
@@ -21,6 +30,7 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "c
         ({"text": "plain"}, "text"),
         ({"text": "goal!", "label": "sport"}, "classification"),
         ({"text": "goal!", "label": 3}, "classification"),
+        (PAIR, "preference"),
     ],
 )
 def test_valid_rows_and_their_format(row, kind):
@@ -117,3 +127,55 @@ def test_formats_module_imports_no_torch():
     code = "import gora.data.formats, gora.config, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        ({"input": PAIR["input"]}, "preferred_output", "is missing"),
+        (_pair(input=[{"role": "user", "content": "x"}]), "input", '{"messages"'),
+        (_pair(input={"messages": []}), "input.messages", "non-empty list"),
+        (
+            _pair(input={"messages": [{"role": "robot", "content": "x"}]}),
+            "input.messages[0].role",
+            "one of system",
+        ),
+        (_pair(preferred_output=[]), "preferred_output", "non-empty list"),
+        (
+            _pair(preferred_output=[{"role": "user", "content": "4"}]),
+            "preferred_output",
+            "exactly one assistant message",
+        ),
+        (
+            _pair(non_preferred_output=PAIR["non_preferred_output"] * 2),
+            "non_preferred_output",
+            "exactly one assistant message",
+        ),
+        (
+            _pair(preferred_output=[{"role": "assistant", "content": " "}]),
+            "preferred_output[0].content",
+            "must not be empty",
+        ),
+        (
+            _pair(non_preferred_output=PAIR["preferred_output"]),
+            "non_preferred_output",
+            "nothing to prefer",
+        ),
+    ],
+)
+def test_bad_preference_rows_name_the_field(row, field, message):
+    with pytest.raises(DataFormatError) as caught:
+        validate_row(row, 4)
+    assert (caught.value.line, caught.value.field) == (4, field)
+    assert message in caught.value.message
+
+
+def test_a_preference_file_is_shown_as_preference_and_methods_check_it():
+    from gora.data.formats import method_format_error
+
+    report = validate_lines([json.dumps(PAIR), json.dumps(PAIR)])
+    assert report.ok and report.format == "preference" and report.rows == 2
+    assert method_format_error("preference", "dpo") is None
+    assert method_format_error("chat", "supervised") is None
+    assert "preference rows" in method_format_error("chat", "dpo")
+    assert "'dpo'" in method_format_error("preference", "supervised")

@@ -91,9 +91,16 @@ def test_method_pause_and_resume_through_the_client(openai_client: openai.OpenAI
     assert job.method.supervised.hyperparameters.n_epochs == 2 and job.hyperparameters.n_epochs == 2
     with pytest.raises(openai.BadRequestError) as unsupported:
         openai_client.fine_tuning.jobs.create(
+            model="smollm2-135m", training_file=uploaded.id, method={"type": "reinforcement"}
+        )
+    assert (
+        unsupported.value.param == "method.type" and "supervised, dpo" in unsupported.value.message
+    )
+    with pytest.raises(openai.BadRequestError) as not_pairs:  # DPO needs preference rows
+        openai_client.fine_tuning.jobs.create(
             model="smollm2-135m", training_file=uploaded.id, method={"type": "dpo"}
         )
-    assert unsupported.value.param == "method.type" and "supervised" in unsupported.value.message
+    assert not_pairs.value.param == "training_file" and "preference" in not_pairs.value.message
 
     paused = openai_client.fine_tuning.jobs.pause(job.id)  # queued: paused at once
     assert paused.status == "paused"
