@@ -106,6 +106,22 @@ def instruction_rows(n: int = 16) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
+REFUSAL = "Sorry, I cannot help with that."
+
+
+def preference_rows(numbers: range) -> list[dict[str, Any]]:
+    """Arithmetic questions, the worked answer preferred over a refusal: a preference a few DPO steps
+    learn, and one that carries over to questions not trained on."""
+    return [
+        {
+            "input": {"messages": [{"role": "user", "content": f"What is {a} plus {a + 3}?"}]},
+            "preferred_output": [{"role": "assistant", "content": f"{a} + {a + 3} = {2 * a + 3}."}],
+            "non_preferred_output": [{"role": "assistant", "content": REFUSAL}],
+        }
+        for a in numbers
+    ]
+
+
 def classification_rows() -> list[dict[str, Any]]:
     topics = {
         "sport": "The team won the match and the striker scored",

@@ -18,9 +18,9 @@ from playwright.sync_api import sync_playwright
 
 from service.api.app import create_app
 from tests.helpers.api import ADMIN_TOKEN, jsonl, new_team
-from tests.helpers.jobs import POOL, classification_rows, submit, wait_for
+from tests.helpers.jobs import POOL, classification_rows, preference_rows, submit, wait_for
 from tests.helpers.live_server import serve
-from tests.helpers.models import MINILM
+from tests.helpers.models import MINILM, SMOLLM
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -174,3 +174,30 @@ def test_cancel_from_the_page_and_teams_apart(stack, team, worker, live_url, bro
     admin.get_by_role("link", name=job["id"]).click()
     admin.locator("#job-status", has_text="cancelled").wait_for()
     Shots(tmp_path).take(admin, "admin-job")
+
+
+def test_a_preference_file_runs_as_a_dpo_job_with_its_reward_drawn(
+    stack, team, worker, live_url, browser, tmp_path
+):
+    page = sign_in(browser, live_url, team.key)
+    page.get_by_role("link", name="New job").click()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_bytes(jsonl(preference_rows(range(1, 9))))
+    page.get_by_label("Training file (JSONL)").set_input_files(str(pairs))
+    page.get_by_text("pairs.jsonl: processed, 8 rows (preference)").wait_for()
+    page.get_by_label("Model").select_option(SMOLLM)
+    page.get_by_label(re.compile("^r_ref")).fill("2")
+    page.get_by_label(re.compile("^Probe batches")).fill("1")
+    page.get_by_label("Epochs").fill("1")
+    page.get_by_role("button", name="Submit").click()
+
+    page.wait_for_url(re.compile(r"#/jobs/ftjob-"))
+    job_id = page.url.rsplit("/", 1)[-1]
+    page.locator("#job-status", has_text="succeeded").wait_for(timeout=JOB_TIMEOUT_MS)
+    job = stack.client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=team.headers).json()
+    assert job["method"]["type"] == "dpo"  # the file's rows chose the method
+    reward = page.locator('path[data-series="train reward accuracy"]')
+    reward.wait_for(state="attached")
+    assert int(reward.get_attribute("data-points")) >= 1
+    assert "reward accuracy=" in page.get_by_role("list", name="Events, oldest first").inner_text()
+    Shots(tmp_path).take(page, "dpo-job")

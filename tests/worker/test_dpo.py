@@ -15,24 +15,17 @@ from gora.data.encoding import build_dataset
 from gora.data.preference import preference_collator
 from gora.train.preference import completion_logps
 from tests.helpers.api import jsonl, upload
-from tests.helpers.jobs import download_adapter, events, instruction_rows, submit, wait_for
+from tests.helpers.jobs import (
+    download_adapter,
+    events,
+    instruction_rows,
+    preference_rows,
+    submit,
+    wait_for,
+)
 from tests.helpers.models import SMOLLM, session_cache_dir, smollm_tokenizer
 
 pytestmark = pytest.mark.slow
-REFUSAL = "Sorry, I cannot help with that."
-
-
-def pairs(numbers: range) -> list[dict]:
-    """Arithmetic questions: the worked answer preferred over a refusal (a signal a few steps learn
-    and that carries over to questions not trained on)."""
-    return [
-        {
-            "input": {"messages": [{"role": "user", "content": f"What is {a} plus {a + 3}?"}]},
-            "preferred_output": [{"role": "assistant", "content": f"{a} + {a + 3} = {2 * a + 3}."}],
-            "non_preferred_output": [{"role": "assistant", "content": REFUSAL}],
-        }
-        for a in numbers
-    ]
 
 
 def dpo_body(training: str, **hyperparameters) -> dict:
@@ -55,7 +48,9 @@ def dpo_body(training: str, **hyperparameters) -> dict:
 
 def held_out_margin(model, tokenizer) -> float:
     """Mean log π(chosen) − log π(rejected) over pairs no job trained on."""
-    dataset, _ = build_dataset(pairs(range(50, 58)), "preference", tokenizer, "causal_lm", 96)
+    dataset, _ = build_dataset(
+        preference_rows(range(50, 58)), "preference", tokenizer, "causal_lm", 96
+    )
     batch = preference_collator(tokenizer.pad_token_id)([dataset[i] for i in range(len(dataset))])
     with torch.no_grad():
         chosen, rejected = completion_logps(model.eval(), batch).chunk(2)
@@ -65,9 +60,9 @@ def held_out_margin(model, tokenizer) -> float:
 def test_a_dpo_job_prefers_held_out_chosen_answers_more_than_the_base(
     stack, team, worker, tmp_path
 ):
-    training = upload(stack.client, team, jsonl(pairs(range(1, 25))))
+    training = upload(stack.client, team, jsonl(preference_rows(range(1, 25))))
     assert (training["format"], training["rows"]) == ("preference", 24)
-    validation = upload(stack.client, team, jsonl(pairs(range(30, 38))), "valid.jsonl")
+    validation = upload(stack.client, team, jsonl(preference_rows(range(30, 38))), "valid.jsonl")
     body = {
         **dpo_body(training["id"]),
         "validation_file": validation["id"],
@@ -116,7 +111,7 @@ def test_a_dpo_job_prefers_held_out_chosen_answers_more_than_the_base(
 def test_an_sft_adapter_starts_a_dpo_job_and_is_its_reference(stack, team, worker):
     sft = submit(stack.client, team, instruction_rows(16))
     wait_for(stack.client, team, sft["id"], {"succeeded"})
-    training = upload(stack.client, team, jsonl(pairs(range(1, 9))))
+    training = upload(stack.client, team, jsonl(preference_rows(range(1, 9))))
     body = {**dpo_body(training["id"], max_steps=2), "from_checkpoint": sft["id"]}
     created = stack.client.post("/v1/fine_tuning/jobs", json=body, headers=team.headers)
     assert created.status_code == 200, created.text
@@ -131,7 +126,7 @@ def test_an_sft_adapter_starts_a_dpo_job_and_is_its_reference(stack, team, worke
 
 
 def test_a_supervised_job_refuses_preference_rows_and_dpo_refuses_chat(stack, team):
-    preference = upload(stack.client, team, jsonl(pairs(range(1, 5))))
+    preference = upload(stack.client, team, jsonl(preference_rows(range(1, 5))))
     chat = upload(stack.client, team, jsonl(instruction_rows(4)))
     wrong = [
         ({"model": SMOLLM, "training_file": preference["id"]}, "method 'dpo'"),

@@ -1,5 +1,6 @@
 """Pause and resume through a real worker: the job checkpoints where it pauses, frees its worker,
-and resumed it ends with the loss curve and the adapter of the same job never paused."""
+and resumed it ends with the loss curve and the adapter of the same job never paused; a supervised
+job and a DPO job alike (a resume after a crash takes the same path: the latest checkpoint)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.helpers.jobs import (
     events,
     get_job,
     instruction_rows,
+    preference_rows,
     submit,
     wait_for,
     wait_for_event,
@@ -31,12 +33,21 @@ def losses(stack, team, job_id: str) -> list[tuple[int, float]]:
     ]
 
 
-def test_a_paused_job_resumes_to_what_it_would_have_been(stack, team, worker, tmp_path):
-    rows = instruction_rows(16)
-    plain = submit(stack.client, team, rows, hyperparameters=HYPERPARAMETERS, seed=5)
+def rows_and_fields(method: str) -> tuple[list, dict]:
+    """A supervised job's rows and fields, or a DPO job's (its hyperparameters under method)."""
+    if method == "supervised":
+        return instruction_rows(16), {"hyperparameters": HYPERPARAMETERS}
+    dpo = {"type": "dpo", "dpo": {"hyperparameters": HYPERPARAMETERS}}
+    return preference_rows(range(1, 17)), {"hyperparameters": None, "method": dpo}
+
+
+@pytest.mark.parametrize("method", ["supervised", "dpo"])
+def test_a_paused_job_resumes_to_what_it_would_have_been(stack, team, worker, tmp_path, method):
+    rows, fields = rows_and_fields(method)
+    plain = submit(stack.client, team, rows, seed=5, **fields)
     wait_for(stack.client, team, plain["id"], {"succeeded"})
 
-    job = submit(stack.client, team, rows, hyperparameters=HYPERPARAMETERS, seed=5)
+    job = submit(stack.client, team, rows, seed=5, **fields)
     wait_for_event(
         stack.client,
         team,

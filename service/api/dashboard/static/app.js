@@ -163,7 +163,11 @@ function lineChart(title, series, { width = 560, height = 180 } = {}) {
       s.points.map((p) => svg("circle", { cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 2.5, fill: s.colour },
         svg("title", {}, `${s.name} at step ${p[0]}: ${p[1].toPrecision(4)}`))));
   }
-  series.forEach((s, i) => box.append(svg("text", { x: 64 + i * 110, y: 11, fill: s.colour, style: `fill:${s.colour}` }, `— ${s.name}`)));
+  let legendX = 64;  // each name after the last, spaced by its length (about 6.5 px a character)
+  for (const s of series) {
+    box.append(svg("text", { x: legendX, y: 11, fill: s.colour, style: `fill:${s.colour}` }, `— ${s.name}`));
+    legendX += 6.5 * (s.name.length + 2) + 16;
+  }
   return box;
 }
 
@@ -245,15 +249,18 @@ function checkpointsCard(job, checkpoints) {
 
 async function jobView(jobId) {
   let job = await getJson(`/v1/fine_tuning/jobs/${jobId}`);
-  const train = [], valid = [], lr = [];
+  const train = [], valid = [], lr = [], rewards = [], validRewards = [];
   const log = el("ol", { class: "events", "aria-label": "Events, oldest first", reversed: false });
   const charts = el("div", { class: "charts" });
   const head = el("div");
   const allocation = el("div");
   const checkpoints = el("div");
-  const drawCharts = () => charts.replaceChildren(
+  const drawCharts = () => charts.replaceChildren(...[
     lineChart("Training and validation loss", [{ name: "train loss", colour: "#2f5fd0", points: train }, { name: "valid loss", colour: "#d0702f", points: valid }]),
-    lineChart("Learning rate", [{ name: "learning rate", colour: "#1e7a3c", points: lr }], { height: 110 }));
+    lineChart("Learning rate", [{ name: "learning rate", colour: "#1e7a3c", points: lr }], { height: 110 }),
+    // DPO jobs: the share of pairs whose preferred answer earns the higher reward.
+    job.method && job.method.type === "dpo" ? lineChart("Reward accuracy", [{ name: "train reward accuracy", colour: "#2f5fd0", points: rewards },
+      { name: "valid reward accuracy", colour: "#d0702f", points: validRewards }], { height: 140 }) : null].filter(Boolean));
   const drawHead = () => head.replaceChildren(card(`Job ${job.id}`,
     el("p", {}, el("strong", { class: `status-${job.status}`, id: "job-status" }, job.status),
       job.phase && !TERMINAL.has(job.status) ? ` · ${job.phase}` : "",
@@ -282,8 +289,16 @@ async function jobView(jobId) {
     if (kind === "end") { job = await getJson(`/v1/fine_tuning/jobs/${jobId}`); drawHead(); await refreshReports(); return; }
     log.append(el("li", { class: event.level === "error" ? "error" : "" }, `${when(event.created_at)} ${event.message}`));
     const data = event.data || {};
-    if (event.type === "metrics" && data.loss !== undefined) { train.push([data.step, data.loss]); lr.push([data.step, data.learning_rate]); drawCharts(); }
-    if (event.type === "metrics" && data.valid_loss !== undefined) { valid.push([data.step, data.valid_loss]); drawCharts(); }
+    if (event.type === "metrics" && data.loss !== undefined) {
+      train.push([data.step, data.loss]); lr.push([data.step, data.learning_rate]);
+      if (data.reward_accuracy !== undefined) rewards.push([data.step, data.reward_accuracy]);
+      drawCharts();
+    }
+    if (event.type === "metrics" && data.valid_loss !== undefined) {
+      valid.push([data.step, data.valid_loss]);
+      if (data.valid_reward_accuracy !== undefined) validRewards.push([data.step, data.valid_reward_accuracy]);
+      drawCharts();
+    }
     if (data.phase || data.totals || event.message.startsWith("Checkpoint")) {
       job = await getJson(`/v1/fine_tuning/jobs/${jobId}`); drawHead(); await refreshReports();
     }
@@ -338,7 +353,9 @@ async function newJobView() {
     message.textContent = "";
     if (!file || file.status !== "processed") { message.textContent = "Upload a file without errors first (training_file)"; return; }
     const hyperparameters = epochs.value ? { n_epochs: Number(epochs.value) } : {};
-    const body = { model: model.value, training_file: file.id, hyperparameters,
+    // Preference rows train with DPO, every other format supervised (the file says which).
+    const objective = file.format === "preference" ? "dpo" : "supervised";
+    const body = { model: model.value, training_file: file.id, method: { type: objective, [objective]: { hyperparameters } },
       adapter: { type: method.value, r_ref: Number(rRef.value), probe_steps: Number(probeSteps.value), gamma: Number(gamma.value) } };
     try {
       const job = await (await api("/v1/fine_tuning/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json();
