@@ -33,10 +33,16 @@ class JobPlan:
     from_checkpoint: dict[str, Any] | None = None  # a warm start (service.core.jobs.warm_start)
     dry_run: bool = False  # validate, tokenise and probe; report a preview instead of training
     method: str = "supervised"  # OpenAI's method.type: "supervised" or "dpo"
+    rate_searched: bool = False  # a learning-rate search already chose the job's rate
 
     @property
     def is_dpo(self) -> bool:
         return self.method == "dpo"
+
+    @property
+    def searches_rate(self) -> bool:
+        """learning_rate_multiplier "search": the job scores rates on a validation set."""
+        return "learning_rate_search" in self.hyperparameters
 
     @property
     def model_path(self) -> str:
@@ -84,6 +90,7 @@ def load_plan(database: Database, job_id: str, models_dir: str) -> JobPlan:
             from_checkpoint=job.from_checkpoint,
             dry_run=job.dry_run,
             method=(job.method or {}).get("type", "supervised"),
+            rate_searched=job.learning_rate_search is not None,
         )
 
 

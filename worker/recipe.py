@@ -28,7 +28,7 @@ from gora.model_registry import ModelLoadError
 from gora.probe import ProbeResult, model_loss, probe_gradients
 from gora.report import AllocationReport
 from gora.targets import TargetModulesNotFound
-from gora.train import TrainingDiverged, TrainingResult, latest_checkpoint, train
+from gora.train import TrainingResult, latest_checkpoint, train
 from gora.train.checkpoints import load_trainable_adapter
 from service.core import ids
 from service.core.jobs.errors import ErrorCode, JobUserError
@@ -41,6 +41,7 @@ from worker.preview import describe, dry_run_preview
 from worker.probe_cache import ProbeCache, file_sha256, probe_key
 from worker.reporting import JobReporter, ResultFile
 from worker.results import RESULT_FILENAME, step_metrics_csv
+from worker.tuning import RateTuning, carve_validation, snapshot
 from worker.workspace import Workspace
 
 REFERENCE_OUTPUTS = "reference_outputs.json"
@@ -100,6 +101,14 @@ class JobRecipe:
         if plan.validation_key:
             v_fmt, v_rows, v_lines = self._read_rows(plan.validation_key, "validation_file")
             valid, _ = self._encode(v_rows, v_fmt, v_lines, tokenizer, label2id, "validation_file")
+        elif plan.searches_rate:  # the search scores on validation loss: carve a set out
+            dataset, valid = carve_validation(dataset, plan.seed)
+            self.reporter.event(
+                f"No validation_file: {len(valid)} of the training examples are held out (seeded) "
+                "to score the learning-rate search, and the job trains on the other "
+                f"{len(dataset)}",
+                held_out=len(valid),
+            )
         self.reporter.event(
             f"Data: {stats.examples} examples, {stats.trained_tokens} trained tokens"
         )
@@ -259,30 +268,32 @@ class JobRecipe:
         self.reporter.phase(
             JobPhase.TRAINING, f"Training: {config.n_epochs} epochs, batch {config.batch_size}"
         )
-        callbacks = JobCallbacks(
-            self.plan.job_id, self.reporter, self.storage, model, self.work.export / "checkpoints"
-        )
         objective = {}
         if self.plan.is_dpo:
             objective = {
                 "processing_class": data.tokenizer,
                 "reference_adapter": self._reference_adapter(),
             }
-        try:
+
+        def new_callbacks() -> JobCallbacks:
+            export = self.work.export / "checkpoints"
+            return JobCallbacks(self.plan.job_id, self.reporter, self.storage, model, export)
+
+        def run_training(config, callbacks, checkpoint) -> TrainingResult:
             return train(
-                model,
-                data.train,
-                data.collator,
-                config,
-                callbacks,
-                data.valid,
-                checkpoint,
+                model, data.train, data.collator, config, callbacks, data.valid, checkpoint,
                 **objective,
-            )
-        except TrainingDiverged as exc:
-            raise JobUserError(
-                ErrorCode.USER_BAD_CONFIG, str(exc), "hyperparameters.learning_rate_multiplier"
-            ) from exc
+            )  # fmt: skip
+
+        tuning = RateTuning(
+            self.plan, self.reporter, self.storage, model, data, self.work.checkpoints.parent,
+            run_training, new_callbacks, objective,
+        )  # fmt: skip
+        callbacks = new_callbacks()
+        initial = snapshot(model) if checkpoint is None else None  # for a retry after a collapse
+        if checkpoint is None and self.plan.searches_rate and not self.plan.rate_searched:
+            config, checkpoint = tuning.search(config, callbacks)
+        return tuning.guarded(config, checkpoint, initial, callbacks)
 
     def _reference_adapter(self) -> dict[str, torch.Tensor] | None:
         """DPO's reference: the adapter a warm start began from (read again on a resume, when the

@@ -23,6 +23,7 @@ from service.core.files import service as files
 from service.core.jobs import repository
 from service.core.jobs.errors import JobError
 from service.core.jobs.lifecycle import HOLDING, JobStatus
+from service.core.storage import Storage, job_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +65,7 @@ class JobReporter:
         self._stop = False
         self._pausing = False
         self._recorded_steps: set[int] | None = None
+        self._run: int | None = None  # 0, or 1 once a collapse made the job retry
 
     def _write(self, write: Callable[[Session], T]) -> T | None:
         """``write(session)`` while this worker holds the job; None (and the job stops) once not."""
@@ -114,6 +116,8 @@ class JobReporter:
         if values["step"] in self._recorded_steps:
             return
         self._recorded_steps.add(values["step"])
+        if self.run() > 0:
+            values = {**values, "run": self.run()}
         message = f"Step {values['step']}: training loss={values['loss']:.4f}"
         message += reward_summary(values.get("reward_margin"), values.get("reward_accuracy"))
 
@@ -128,6 +132,29 @@ class JobReporter:
             )
 
         self._write(write)
+
+    def run(self) -> int:
+        """The training run metrics belong to: 0, or 1 after a retry (read once per attempt)."""
+        if self._run is None:
+            self._run = self._read(lambda s: repository.training_run(s, self.job_id))
+        return self._run
+
+    def set_learning_rate(
+        self, rate: float, multiplier: float, search: dict[str, Any] | None = None
+    ) -> None:
+        self._write(
+            lambda s: repository.set_learning_rate(
+                s, self.job_id, self.worker_id, rate, multiplier, search
+            )
+        )
+
+    def restart_training(self, storage: Storage) -> None:
+        """A retry from the initial adapter: the first run's checkpoints go (a crash must not resume
+        from them), its metrics stay in the log as run 0, the retry's are run 1."""
+        storage.delete(job_key(self.job_id, "checkpoints"))
+        storage.delete(job_key(self.job_id, "checkpoint-adapters"))
+        self._write(lambda s: repository.delete_checkpoints(s, self.job_id))
+        self._run, self._recorded_steps = self.run() + 1, set()
 
     def checkpoint(self, step: int, storage_key: str, metrics: dict[str, Any]) -> None:
         def write(session: Session) -> None:
@@ -287,6 +314,14 @@ class QuietReporter(JobReporter):
 
     def allocation(self, report: dict[str, Any]) -> None:
         pass
+
+    def set_learning_rate(
+        self, rate: float, multiplier: float, search: dict[str, Any] | None = None
+    ) -> None:
+        pass
+
+    def restart_training(self, storage: Storage) -> None:
+        self._run, self._recorded_steps = self.run() + 1, set()
 
     def should_stop(self) -> bool:
         return False

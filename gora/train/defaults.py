@@ -116,3 +116,21 @@ def default_n_epochs(n_examples: int) -> int:
     if n_examples < 1:
         raise ValueError(f"n_examples must be >= 1; got {n_examples}")
     return min(MAX_AUTO_EPOCHS, max(1, math.ceil(MIN_EXAMPLES_SEEN / n_examples)))
+
+
+# learning_rate_multiplier="search" (gora.train.search): candidates on the 1-2-5 ladder around the
+# default, one rung below and two above (the measured best rates sat at 1-2.5x the default, and GoRA's
+# cliff at 2.5x its best: docs/benchmarks.md); at most SEARCH_BUDGET plain runs' worth of steps.
+LADDER = (1.0, 2.0, 5.0)
+SEARCH_BELOW, SEARCH_ABOVE = 1, 2
+SEARCH_BUDGET = 1.75
+
+
+def rate_ladder(center: float, below: int = SEARCH_BELOW, above: int = SEARCH_ABOVE) -> list[float]:
+    """``center`` snapped to the 1-2-5 ladder, with ``below`` rungs under it and ``above`` over it."""
+    if not center > 0:
+        raise ValueError(f"center must be a positive rate; got {center!r}")
+    exponent = math.floor(math.log10(center))
+    points = [m * 10.0**e for e in range(exponent - 2, exponent + 3) for m in LADDER]
+    nearest = min(range(len(points)), key=lambda i: abs(math.log(points[i] / center)))
+    return [float(f"{p:.3g}") for p in points[nearest - below : nearest + above + 1]]

@@ -57,6 +57,8 @@ class JobOut(BaseModel):
     adapter_params: int | None = None  # the allocated adapter's parameters, once probing ended
     # A dry run's result: trainable and LoRA parameters, tokens, steps, estimated duration.
     preview: dict[str, Any] | None = None
+    # learning_rate_multiplier "search": rates tried, their validation losses, the chosen, the cost.
+    learning_rate_search: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -88,6 +90,7 @@ class JobOut(BaseModel):
             from_checkpoint=(job.from_checkpoint or {}).get("ref"),
             dry_run=job.dry_run,
             preview=job.preview,
+            learning_rate_search=job.learning_rate_search,
             submitted=job.submitted,
             adapter_params=job.adapter_params,
         )

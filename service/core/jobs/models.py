@@ -61,6 +61,9 @@ class Job(Base):
     # A dry run validates, tokenises and probes, then ends with ``preview`` instead of training.
     dry_run: Mapped[bool] = mapped_column(default=False)
     preview: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # learning_rate_multiplier "search": the rates tried, their validation scores, the one chosen
+    # and the cost (gora.train.search.SearchResult.to_dict()), once the search has ended.
+    learning_rate_search: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
     status: Mapped[str] = mapped_column(String(20))
     phase: Mapped[str | None] = mapped_column(String(20), default=None)

@@ -348,8 +348,16 @@ def _metrics_events(session: Session, job_id: str, measure: str) -> list[dict[st
 
 
 def training_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
-    """The data of the job's training-step metrics events (step, loss, …), oldest first."""
-    return _metrics_events(session, job_id, "loss")
+    """The data of the job's training-step metrics events (step, loss, …), oldest first: of its
+    latest run (a retry after a collapse is run 1; its data say ``"run": 1``)."""
+    events = _metrics_events(session, job_id, "loss")
+    latest = max((data.get("run", 0) for data in events), default=0)
+    return [data for data in events if data.get("run", 0) == latest]
+
+
+def training_run(session: Session, job_id: str) -> int:
+    """The run the job's training is in: 0, or 1 after a retry at half the rate."""
+    return max((data.get("run", 0) for data in _metrics_events(session, job_id, "loss")), default=0)
 
 
 def validation_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
@@ -387,6 +395,7 @@ def pool_throughput(session: Session, job_id: str) -> tuple[float, int] | None:
 
 
 def training_metric_steps(session: Session, job_id: str) -> set[int]:
+    """The steps the job's latest run has metrics events for."""
     return {data["step"] for data in training_metrics(session, job_id)}
 
 
@@ -398,7 +407,35 @@ def event_seq(session: Session, job_id: str, event_id: str) -> int | None:
     return session.scalar(query)
 
 
+def set_learning_rate(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    learning_rate: float,
+    multiplier: float,
+    search: dict[str, Any] | None = None,
+) -> bool:
+    """The rate the job now trains at (chosen by its search, or halved for a retry), in its
+    hyperparameters and method's copy of them; a search's record beside."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return False
+    rates = {"learning_rate": learning_rate, "learning_rate_multiplier": multiplier}
+    hyperparameters = {**job.hyperparameters, **rates}
+    kind = job.method.get("type", "supervised")
+    method = {**job.method, kind: {"hyperparameters": hyperparameters}}
+    values: dict[str, Any] = {"hyperparameters": hyperparameters, "method": method}
+    if search is not None:
+        values["learning_rate_search"] = search
+    return _update(session, job_id, _HOLDING, worker_id, **values)
+
+
 # ---- checkpoints -----------------------------------------------------------------------------
+
+
+def delete_checkpoints(session: Session, job_id: str) -> None:
+    """Forgets the job's checkpoints (a retry from the initial adapter makes them stale)."""
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
 
 
 def add_checkpoint(

@@ -28,6 +28,7 @@ from service.core.jobs.warm_start import resolve_warm_start
 from service.core.settings import Settings
 
 Auto = Literal["auto"]
+Search = Literal["search"]
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=512, pattern=PRINTABLE)]
 FileRef = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -43,7 +44,11 @@ class Hyperparameters(BaseModel):
 
     n_epochs: Auto | Annotated[int, Field(ge=1, le=50)] = "auto"
     batch_size: Auto | Annotated[int, Field(ge=1, le=1024)] = "auto"
-    learning_rate_multiplier: Auto | Annotated[float, Field(gt=0, le=100)] = "auto"
+    learning_rate_multiplier: Auto | Search | Annotated[float, Field(gt=0, le=100)] = Field(
+        default="auto",
+        description='"auto" (the method\'s default rate), a number times it, or "search": the '
+        "job tries rates around the default and keeps the best on validation loss",
+    )
     max_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
         default=None,
         description="Stop after this many optimizer steps (default: the epochs decide)",
@@ -51,6 +56,16 @@ class Hyperparameters(BaseModel):
     max_seq_length: Annotated[int, Field(ge=16, le=131_072)] | None = None
     log_every_steps: Annotated[int, Field(ge=1, le=100_000)] | None = None
     checkpoint_every_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    search_budget: Annotated[float, Field(gt=1, le=10)] | None = Field(
+        default=None,
+        description='With learning_rate_multiplier "search": the most training work the search '
+        "may cost, in plain jobs (default 1.75)",
+    )
+    retry_on_collapse: bool = Field(
+        default=True,
+        description="When the loss diverges or a classifier answers one class for every example, "
+        "retry once at half the rate from the initial adapter",
+    )
 
 
 class DpoHyperparameters(Hyperparameters):
@@ -256,7 +271,8 @@ def resolve_hyperparameters(
     else:
         micro, accumulation = training_defaults.split_batch(task, int(given.batch_size))
     multiplier = given.learning_rate_multiplier
-    multiplier = 1.0 if multiplier == "auto" else float(multiplier)
+    searched = multiplier == "search"
+    multiplier = 1.0 if multiplier in ("auto", "search") else float(multiplier)
     run = TrainingConfig(
         n_epochs=given.n_epochs,
         batch_size=micro,
@@ -282,6 +298,17 @@ def resolve_hyperparameters(
     }
     if isinstance(given, DpoHyperparameters):
         resolved["beta"] = DEFAULT_BETA if given.beta == "auto" else float(given.beta)
+    resolved["retry_on_collapse"] = given.retry_on_collapse
+    if searched:  # the rates to try; the worker records the one chosen over learning_rate
+        resolved["learning_rate_search"] = {
+            "candidates": training_defaults.rate_ladder(run.learning_rate),
+            "budget": given.search_budget or training_defaults.SEARCH_BUDGET,
+        }
+    elif given.search_budget is not None:
+        raise InvalidRequest(
+            'search_budget applies to learning_rate_multiplier "search" only',
+            param="hyperparameters.search_budget",
+        )
     return resolved
 
 
@@ -352,6 +379,12 @@ def build_spec(
     hyperparameters = resolve_hyperparameters(
         given, training.rows, adapter_type=adapter["type"], task=task, method=method.type
     )
+    if "learning_rate_search" in hyperparameters and gpu_count > 1:
+        raise InvalidRequest(
+            'learning_rate_multiplier "search" runs on one GPU; set gpu.count to 1 or give a '
+            "multiplier",
+            param="hyperparameters.learning_rate_multiplier",
+        )
     return JobSpec(
         method=method.type,
         model_source=model_source,

@@ -1,0 +1,250 @@
+"""A learning rate each run measures for itself: successive halving over a 1-2-5 ladder.
+
+The adapter is probed and initialised once. Each candidate rate trains from that same initial adapter,
+on the same batches in the same order (one seed), on the schedule of the whole run; after a rung of
+steps every live trial is scored on validation loss, the worse half is dropped, survivors train a rung
+twice as long, until one is left. That one continues to the end from its own checkpoint, so its
+trial's steps are the run's first steps, not a cost. A trial whose loss explodes (the divergence
+guard) or whose classifier answers one class for every validation example is stopped and reported.
+
+Why not Optuna's ``SuccessiveHalvingPruner``: it is asynchronous (ASHA): each trial is judged when it
+reports, against the trials that reported at that rung before it, so the survivors depend on the order
+the trials run in. Here every trial shares the batches and runs in lockstep rungs, and the rule is a
+sort of four scores at each rung; the bookkeeping Optuna would hold for us is the ``Trial`` list below.
+
+The trials pause and resume through the recipe's checkpoints, the path a paused job takes, which
+resumes bit-exactly (tests/worker/test_pause.py): a trial continued over two rungs is the run it
+would have been uninterrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gora.train.checkpoints import latest_checkpoint
+from gora.train.config import TrainingConfig
+from gora.train.defaults import SEARCH_BUDGET
+from gora.train.events import EvalResult, Metrics, TrainingCallbacks, TrainingDiverged
+from gora.train.optim import total_optimizer_steps
+from gora.train.recipe import TrainingRecipe
+
+EVAL_STEP_COST = 1 / 3  # a validation batch's forward pass, in training steps (forward + backward)
+
+
+@dataclass
+class Trial:
+    learning_rate: float
+    output_dir: Path
+    steps: int = 0
+    scores: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
+    status: str = "running"  # running | dropped | diverged | collapsed | chosen
+    reason: str | None = None
+    metrics: list[Metrics] = field(default_factory=list)  # kept to replay the winner's
+    evals: list[EvalResult] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return self.scores[-1][1] if self.scores else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "learning_rate": self.learning_rate,
+            "steps": self.steps,
+            "scores": [{"step": s, "valid_loss": v} for s, v in self.scores],
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class SearchResult:
+    trials: list[Trial]
+    chosen: Trial
+    total_steps: int  # steps of the whole run, which the chosen trial continues to
+    trial_steps: int  # optimizer steps all trials took
+    eval_batches: int  # validation batches all scorings read
+    wall_time_s: float
+    rung_steps: list[int]
+
+    @property
+    def cost(self) -> float:
+        """Training work as a multiple of one plain run's, once the winner has run to the end."""
+        extra = self.trial_steps - self.chosen.steps + EVAL_STEP_COST * self.eval_batches
+        return (self.total_steps + extra) / self.total_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidates": [t.learning_rate for t in self.trials],
+            "chosen": self.chosen.learning_rate,
+            "trials": [t.to_dict() for t in self.trials],
+            "rung_steps": self.rung_steps,
+            "trial_steps": self.trial_steps,
+            "total_steps": self.total_steps,
+            "cost": round(self.cost, 3),
+            "wall_time_s": round(self.wall_time_s, 1),
+        }
+
+
+def plan_rungs(total_steps: int, candidates: int, eval_batches: int, budget: float) -> list[int]:
+    """The step each rung ends at (the first rung as long as the budget allows), halving the
+    trials at each; a run too short for any rung within budget gets one rung of one step."""
+    for first in range(max(1, total_steps // 2), 0, -1):
+        rungs, alive, extra, end = [], candidates, 0.0, first
+        while alive > 1 and end < total_steps:
+            rungs.append(end)
+            extra += EVAL_STEP_COST * eval_batches * alive
+            keep = math.ceil(alive / 2)
+            extra += (alive - keep) * end  # the dropped trials' steps
+            alive, end = keep, end * 2
+        if rungs and (total_steps + extra) / total_steps <= budget:
+            return rungs
+    return [1]
+
+
+class _Trial(TrainingCallbacks):
+    """A trial's callbacks: stop (with a checkpoint) at the rung's end; keep what it reports."""
+
+    def __init__(self, trial: Trial, stop_at: int):
+        self.trial, self.stop_at, self.step = trial, stop_at, 0
+
+    def on_progress(self, progress) -> None:
+        self.step = progress.step
+
+    def on_metrics(self, metrics) -> None:
+        self.trial.metrics.append(metrics)
+
+    def on_eval(self, result) -> None:
+        self.trial.evals.append(result)
+
+    def should_stop(self) -> bool:
+        return self.step >= self.stop_at
+
+    def checkpoint_on_stop(self) -> bool:
+        return True
+
+
+@dataclass
+class LearningRateSearch:
+    """Runs the search for one model. ``collapsed(model)`` says why a classifier's validation
+    predictions are unusable (one class for all), or None; ``notify(message, data)`` hears of each
+    scored trial (the worker's events)."""
+
+    model: torch.nn.Module
+    train_dataset: Any
+    collator: Any
+    config: TrainingConfig  # resolved; its output_dir is where the trials live
+    eval_dataset: Any
+    candidates: list[float]  # rates to try (defaults.rate_ladder around the method's default)
+    budget: float = SEARCH_BUDGET
+    collapsed: Callable[[torch.nn.Module], str | None] = lambda model: None
+    notify: Callable[[str, dict[str, Any]], None] = lambda message, data: None
+    objective_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def run(self) -> SearchResult:
+        started = time.perf_counter()
+        self._initial = {k: v.detach().clone() for k, v in _trainable(self.model).items()}
+        total = total_optimizer_steps(len(self.train_dataset), self.config)
+        eval_batches = math.ceil(len(self.eval_dataset) / int(self.config.batch_size))
+        rungs = plan_rungs(total, len(self.candidates), eval_batches, self.budget)
+        root = Path(self.config.output_dir)
+        trials = [Trial(lr, root / f"trial-{i}") for i, lr in enumerate(self.candidates)]
+        alive, scorings = list(trials), 0
+        for end in rungs:
+            for trial in alive:
+                self._advance(trial, end)
+                scorings += trial.status == "running"
+            alive = self._halve(alive, end)
+        chosen = min(alive, key=lambda t: t.score) if alive else None
+        if chosen is None:  # every trial failed: the lowest rate, reported as such
+            chosen = min(trials, key=lambda t: t.learning_rate)
+        chosen.status = "chosen"
+        self._load(chosen)
+        return SearchResult(
+            trials=trials,
+            chosen=chosen,
+            total_steps=total,
+            trial_steps=sum(t.steps for t in trials),
+            eval_batches=scorings * eval_batches,
+            wall_time_s=time.perf_counter() - started,
+            rung_steps=rungs,
+        )
+
+    def _advance(self, trial: Trial, end: int) -> None:
+        """Trains ``trial`` to step ``end`` (from the initial adapter, or its own checkpoint),
+        then scores it on validation loss, or marks it failed."""
+        self._load(trial)
+        config = dataclasses.replace(
+            self.config,
+            learning_rate=trial.learning_rate,
+            output_dir=trial.output_dir,
+            checkpoint_every=0,
+            keep_checkpoints=1,
+            eval_every=None,
+        )
+        recipe = TrainingRecipe(
+            self.model, self.train_dataset, self.collator, config, _Trial(trial, end),
+            self.eval_dataset, **self.objective_kwargs,
+        )  # fmt: skip
+        recipe.setup()
+        try:
+            result = recipe.train(latest_checkpoint(trial.output_dir))
+            trial.steps = result.steps
+            loss = float(recipe.trainer.evaluate()["eval_loss"])
+        except TrainingDiverged as exc:
+            trial.status, trial.reason = "diverged", str(exc).split(". ")[0]
+            trial.steps = exc.step
+            return
+        finally:
+            recipe.cleanup()
+        trial.scores.append((trial.steps, loss))
+        collapse = self.collapsed(self.model)
+        if collapse or not math.isfinite(loss):
+            trial.status, trial.reason = "collapsed", collapse or f"validation loss {loss}"
+        self.notify(
+            f"Learning-rate search: {trial.learning_rate:g} at step {trial.steps}: validation "
+            f"loss {loss:.4f}" + (f" ({trial.status}: {trial.reason})" if trial.reason else ""),
+            {"learning_rate": trial.learning_rate, "step": trial.steps, "valid_loss": loss,
+             "status": trial.status},
+        )  # fmt: skip
+
+    def _halve(self, alive: list[Trial], end: int) -> list[Trial]:
+        healthy = sorted((t for t in alive if t.status == "running"), key=lambda t: t.score)
+        keep = healthy[: math.ceil(len(healthy) / 2)] if len(healthy) > 1 else healthy
+        for trial in healthy[len(keep) :]:
+            trial.status, trial.reason = "dropped", f"worse half at step {end}"
+        return keep
+
+    def _load(self, trial: Trial) -> None:
+        """The adapter where ``trial`` stands: the initial one, or its latest checkpoint's."""
+        checkpoint = latest_checkpoint(trial.output_dir)
+        state = self._initial if checkpoint is None else _checkpoint_state(self.model, checkpoint)
+        with torch.no_grad():
+            for name, parameter in _trainable(self.model).items():
+                parameter.copy_(state[name])
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _checkpoint_state(model: torch.nn.Module, checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The trainable parameters as a checkpoint holds them, by the model's parameter names."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = load_file(str(checkpoint / "adapter_model.safetensors"))
+    before = {k: v.detach().clone() for k, v in _trainable(model).items()}
+    set_peft_model_state_dict(model, saved)
+    state = {k: v.detach().clone() for k, v in _trainable(model).items()}
+    with torch.no_grad():  # leave the model as it was: the caller copies what it needs
+        for name, parameter in _trainable(model).items():
+            parameter.copy_(before[name])
+    return state

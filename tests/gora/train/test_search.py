@@ -1,0 +1,113 @@
+"""The learning-rate search (successive halving from one initial adapter) and the collapse check."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from gora.train import train
+from gora.train.checkpoints import latest_checkpoint
+from gora.train.collapse import classifier_collapse
+from gora.train.defaults import rate_ladder
+from gora.train.search import EVAL_STEP_COST, LearningRateSearch, plan_rungs
+from tests.gora.train.test_train import causal_lora, class_rows, classifier_lora, collate, config
+from tests.gora.train.test_train import lm_rows as lm_rows
+
+
+def test_the_ladder_is_1_2_5_around_the_default():
+    assert rate_ladder(2e-4) == [1e-4, 2e-4, 5e-4, 1e-3]
+    assert rate_ladder(1e-4) == [5e-5, 1e-4, 2e-4, 5e-4]
+    assert rate_ladder(5e-4) == [2e-4, 5e-4, 1e-3, 2e-3]
+    assert rate_ladder(3e-4) == [1e-4, 2e-4, 5e-4, 1e-3]  # snapped to the nearest rung first
+
+
+@pytest.mark.parametrize("total", [4, 10, 24, 48, 125, 1000])
+@pytest.mark.parametrize("budget", [1.5, 1.75, 3.0])
+def test_rungs_halve_four_trials_within_the_budget(total, budget):
+    rungs = plan_rungs(total, 4, eval_batches=2, budget=budget)
+    assert rungs == sorted(rungs) and all(r < total for r in rungs)
+    alive, extra = 4, 0.0
+    for end in rungs:
+        extra += EVAL_STEP_COST * 2 * alive
+        keep = math.ceil(alive / 2)
+        extra += (alive - keep) * end
+        alive = keep
+    if rungs != [1]:  # [1]: a run too short for the budget gets the smallest search there is
+        assert (total + extra) / total <= budget
+    assert len(rungs) <= 2  # four trials: two rungs at most
+
+
+def test_the_winner_continues_its_trial_to_the_run_a_plain_job_at_its_rate_makes(tmp_path):
+    rows, valid = lm_rows(48), lm_rows(16, seed=9)
+    base = config(n_epochs=2, log_every=2, output_dir=tmp_path / "search")  # 24 steps
+    model = causal_lora(seed=0)
+    heard = []
+    result = LearningRateSearch(
+        model, rows, collate, base, valid, candidates=[1e-3, 3e-3, 1e-2, 3e-2],
+        notify=lambda message, data: heard.append(data),
+    ).run()  # fmt: skip
+    statuses = sorted(t.status for t in result.trials)
+    assert statuses == ["chosen", "dropped", "dropped", "dropped"]
+    assert result.rung_steps == plan_rungs(24, 4, 4, 1.75)
+    assert [t.steps for t in result.trials if t.status == "dropped"].count(
+        result.rung_steps[0]
+    ) == 2
+    chosen = result.chosen
+    assert chosen.score == min(t.scores[-1][1] for t in result.trials if t.steps == chosen.steps)
+    assert len(heard) == sum(len(t.scores) for t in result.trials)
+    assert 1 < result.cost <= 1.75 and result.to_dict()["chosen"] == chosen.learning_rate
+
+    at_chosen = dataclasses.replace(base, learning_rate=chosen.learning_rate)
+    continued = train(
+        model, rows, collate, dataclasses.replace(at_chosen, output_dir=tmp_path / "rest"),
+        resume_from_checkpoint=latest_checkpoint(chosen.output_dir),
+    )  # fmt: skip
+    plain_model = causal_lora(seed=0)
+    plain = train(plain_model, rows, collate, dataclasses.replace(at_chosen, output_dir=None))
+    assert continued.steps == plain.steps == 24
+    assert continued.losses == pytest.approx(plain.losses, rel=1e-5)  # the trial's steps kept
+    got, want = dict(model.named_parameters()), dict(plain_model.named_parameters())
+    for name, parameter in want.items():
+        if parameter.requires_grad:
+            torch.testing.assert_close(got[name], parameter, atol=1e-5, rtol=1e-4)
+
+
+def test_a_trial_that_collapses_is_stopped_and_never_chosen(tmp_path):
+    rows, valid = class_rows(32), class_rows(16, seed=5)
+    model = classifier_lora(seed=0)
+
+    def collapsed(m):  # the check a job uses, and one that flags the largest rate's trial
+        found = classifier_collapse(m, valid, collate)
+        return found or ("flagged" if trial_rate[0] == 1e-1 else None)
+
+    trial_rate = [None]
+    search = LearningRateSearch(
+        model, rows, collate, config(n_epochs=2, output_dir=tmp_path), valid,
+        candidates=[1e-3, 1e-2, 3e-2, 1e-1], collapsed=collapsed,
+        notify=lambda message, data: None,
+    )  # fmt: skip
+    advance = search._advance
+
+    def tracking(trial, end):
+        trial_rate[0] = trial.learning_rate
+        advance(trial, end)
+
+    search._advance = tracking
+    result = search.run()
+    flagged = next(t for t in result.trials if t.learning_rate == 1e-1)
+    assert flagged.status == "collapsed" and flagged.steps == result.rung_steps[0]
+    assert result.chosen.learning_rate != 1e-1
+
+
+def test_a_classifier_answering_one_class_is_a_collapse():
+    rows = class_rows(24)
+    model = classifier_lora(seed=0)
+    assert classifier_collapse(model, rows, collate) is None  # a random head answers several
+    with torch.no_grad():
+        model.base_model.model.score.modules_to_save["default"].weight.zero_()
+    found = classifier_collapse(model, rows, collate)
+    assert found == "the classifier predicts class 0 for all 24 examples"
+    assert classifier_collapse(model, lm_rows(4), collate) is None  # not classification data
