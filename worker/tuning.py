@@ -96,7 +96,7 @@ class RateTuning:
             eval_dataset=self.data.valid,
             candidates=spec["candidates"],
             budget=spec["budget"],
-            collapsed=lambda model: classifier_collapse(model, self.data.valid, self.data.collator),
+            collapsed=lambda model, scored: classifier_collapse(model, scored, self.data.collator),
             notify=lambda message, data: self.reporter.event(message, type="search", **data),
             objective_kwargs=self.objective,
         )

@@ -33,10 +33,14 @@ from gora.train.checkpoints import latest_checkpoint
 from gora.train.config import TrainingConfig
 from gora.train.defaults import SEARCH_BUDGET
 from gora.train.events import EvalResult, Metrics, TrainingCallbacks, TrainingDiverged
-from gora.train.optim import total_optimizer_steps
+from gora.train.optim import total_optimizer_steps, warmup_steps
 from gora.train.recipe import TrainingRecipe
 
 EVAL_STEP_COST = 1 / 3  # a validation batch's forward pass, in training steps (forward + backward)
+TRIAL_OVERHEAD_STEPS = (
+    1.0  # a trial's pause and resume (a Trainer built, a checkpoint written, read)
+)
+SCORED_EXAMPLES = 128  # validation examples a trial is scored on (a seeded subset of larger sets)
 
 
 @dataclass
@@ -76,9 +80,11 @@ class SearchResult:
 
     @property
     def cost(self) -> float:
-        """Training work as a multiple of one plain run's, once the winner has run to the end."""
+        """Training work as a multiple of one plain run's, once the winner has run to the end
+        (trial steps, validation batches and trial pauses in training steps' worth)."""
+        advances = sum(len(t.scores) for t in self.trials)
         extra = self.trial_steps - self.chosen.steps + EVAL_STEP_COST * self.eval_batches
-        return (self.total_steps + extra) / self.total_steps
+        return (self.total_steps + extra + TRIAL_OVERHEAD_STEPS * advances) / self.total_steps
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,20 +99,24 @@ class SearchResult:
         }
 
 
-def plan_rungs(total_steps: int, candidates: int, eval_batches: int, budget: float) -> list[int]:
-    """The step each rung ends at (the first rung as long as the budget allows), halving the
-    trials at each; a run too short for any rung within budget gets one rung of one step."""
-    for first in range(max(1, total_steps // 2), 0, -1):
+def plan_rungs(
+    total_steps: int, candidates: int, eval_batches: int, budget: float, min_rung: int = 1
+) -> list[int]:
+    """The step each rung ends at, halving the trials at each: the first rung as long as the
+    budget allows, and at least ``min_rung`` steps (past the warm-up, where the rates differ).
+    Empty when the run is too short to search within the budget."""
+    for first in range(max(1, total_steps // 2), max(1, min_rung) - 1, -1):
         rungs, alive, extra, end = [], candidates, 0.0, first
         while alive > 1 and end < total_steps:
             rungs.append(end)
-            extra += EVAL_STEP_COST * eval_batches * alive
-            keep = math.ceil(alive / 2)
+            extra += (EVAL_STEP_COST * eval_batches + TRIAL_OVERHEAD_STEPS) * alive
+            last = end * 2 >= total_steps  # after the last rung one trial goes on
+            keep = 1 if last else math.ceil(alive / 2)
             extra += (alive - keep) * end  # the dropped trials' steps
             alive, end = keep, end * 2
         if rungs and (total_steps + extra) / total_steps <= budget:
             return rungs
-    return [1]
+    return []
 
 
 class _Trial(TrainingCallbacks):
@@ -133,9 +143,9 @@ class _Trial(TrainingCallbacks):
 
 @dataclass
 class LearningRateSearch:
-    """Runs the search for one model. ``collapsed(model)`` says why a classifier's validation
-    predictions are unusable (one class for all), or None; ``notify(message, data)`` hears of each
-    scored trial (the worker's events)."""
+    """Runs the search for one model. ``collapsed(model, dataset)`` says why a classifier's
+    predictions on the scored validation examples are unusable (one class for all), or None;
+    ``notify(message, data)`` hears of each scored trial (the worker's events)."""
 
     model: torch.nn.Module
     train_dataset: Any
@@ -144,7 +154,7 @@ class LearningRateSearch:
     eval_dataset: Any
     candidates: list[float]  # rates to try (defaults.rate_ladder around the method's default)
     budget: float = SEARCH_BUDGET
-    collapsed: Callable[[torch.nn.Module], str | None] = lambda model: None
+    collapsed: Callable[[torch.nn.Module, Any], str | None] = lambda model, dataset: None
     notify: Callable[[str, dict[str, Any]], None] = lambda message, data: None
     objective_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -152,10 +162,14 @@ class LearningRateSearch:
         started = time.perf_counter()
         self._initial = {k: v.detach().clone() for k, v in _trainable(self.model).items()}
         total = total_optimizer_steps(len(self.train_dataset), self.config)
-        eval_batches = math.ceil(len(self.eval_dataset) / int(self.config.batch_size))
-        rungs = plan_rungs(total, len(self.candidates), eval_batches, self.budget)
+        self.scored = _subset(self.eval_dataset, SCORED_EXAMPLES, self.config.seed)
+        eval_batches = math.ceil(len(self.scored) / int(self.config.batch_size))
+        min_rung = warmup_steps(total, self.config.warmup_ratio) + 1
+        rungs = plan_rungs(total, len(self.candidates), eval_batches, self.budget, min_rung)
         root = Path(self.config.output_dir)
         trials = [Trial(lr, root / f"trial-{i}") for i, lr in enumerate(self.candidates)]
+        if not rungs:  # too short to search within the budget: the default rate, said so
+            return self._unsearched(trials, total, time.perf_counter() - started)
         alive, scorings = list(trials), 0
         for end in rungs:
             for trial in alive:
@@ -166,6 +180,9 @@ class LearningRateSearch:
         if chosen is None:  # every trial failed: the lowest rate, reported as such
             chosen = min(trials, key=lambda t: t.learning_rate)
         chosen.status = "chosen"
+        for trial in alive:  # a last rung can leave two: the better goes on
+            if trial is not chosen:
+                trial.status, trial.reason = "dropped", f"worse at step {trial.steps}"
         self._load(chosen)
         return SearchResult(
             trials=trials,
@@ -176,6 +193,19 @@ class LearningRateSearch:
             wall_time_s=time.perf_counter() - started,
             rung_steps=rungs,
         )
+
+    def _unsearched(self, trials: list[Trial], total: int, wall_s: float) -> SearchResult:
+        default = float(self.config.learning_rate)
+        chosen = min(trials, key=lambda t: abs(math.log(t.learning_rate / default)))
+        for trial in trials:
+            trial.status = "skipped"
+        chosen.status, chosen.reason = "chosen", "the run is too short to search within the budget"
+        self.notify(
+            f"Learning-rate search skipped: {total} steps are too few to try "
+            f"{len(trials)} rates within {self.budget:g}x a plain job; training at {chosen.learning_rate:g}",
+            {"learning_rate": chosen.learning_rate, "status": "skipped"},
+        )  # fmt: skip
+        return SearchResult(trials, chosen, total, 0, 0, wall_s, [])
 
     def _advance(self, trial: Trial, end: int) -> None:
         """Trains ``trial`` to step ``end`` (from the initial adapter, or its own checkpoint),
@@ -191,7 +221,7 @@ class LearningRateSearch:
         )
         recipe = TrainingRecipe(
             self.model, self.train_dataset, self.collator, config, _Trial(trial, end),
-            self.eval_dataset, **self.objective_kwargs,
+            self.scored, **self.objective_kwargs,
         )  # fmt: skip
         recipe.setup()
         try:
@@ -205,7 +235,7 @@ class LearningRateSearch:
         finally:
             recipe.cleanup()
         trial.scores.append((trial.steps, loss))
-        collapse = self.collapsed(self.model)
+        collapse = self.collapsed(self.model, self.scored)
         if collapse or not math.isfinite(loss):
             trial.status, trial.reason = "collapsed", collapse or f"validation loss {loss}"
         self.notify(
@@ -229,6 +259,16 @@ class LearningRateSearch:
         with torch.no_grad():
             for name, parameter in _trainable(self.model).items():
                 parameter.copy_(state[name])
+
+
+def _subset(dataset: Any, limit: int, seed: int) -> Any:
+    """At most ``limit`` examples of ``dataset`` (a seeded choice, in their order), as a list."""
+    if len(dataset) <= limit:
+        return dataset
+    chosen = sorted(
+        torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
+    )
+    return [dataset[i] for i in chosen]
 
 
 def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:

@@ -201,3 +201,21 @@ def test_a_preference_file_runs_as_a_dpo_job_with_its_reward_drawn(
     assert int(reward.get_attribute("data-points")) >= 1
     assert "reward accuracy=" in page.get_by_role("list", name="Events, oldest first").inner_text()
     Shots(tmp_path).take(page, "dpo-job")
+
+
+def test_a_searched_job_shows_the_rates_it_tried(stack, team, worker, live_url, browser, tmp_path):
+    hyperparameters = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": "search"}
+    job = submit(stack.client, team, classification_rows(), model=MINILM,
+                 hyperparameters=hyperparameters,
+                 adapter={"type": "lora", "r_ref": 2, "target_modules": ["query"]})  # fmt: skip
+    done = wait_for(stack.client, team, job["id"], {"succeeded"}, timeout_s=300)
+    page = sign_in(browser, live_url, team.key)
+    page.goto(f"{live_url}/#/jobs/{job['id']}")
+    trials = page.get_by_role("table", name="Learning-rate search trials")
+    trials.wait_for()
+    rows = trials.locator("tbody tr")
+    assert rows.count() == 4
+    chosen = trials.locator("tr.chosen")
+    assert chosen.locator("td").first.inner_text() == str(done["learning_rate_search"]["chosen"])
+    assert page.locator('svg[data-chart="Validation loss by trial"] path').count() == 4
+    Shots(tmp_path).take(page, "searched-job")

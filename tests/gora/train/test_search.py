@@ -12,7 +12,7 @@ from gora.train import train
 from gora.train.checkpoints import latest_checkpoint
 from gora.train.collapse import classifier_collapse
 from gora.train.defaults import rate_ladder
-from gora.train.search import EVAL_STEP_COST, LearningRateSearch, plan_rungs
+from gora.train.search import EVAL_STEP_COST, TRIAL_OVERHEAD_STEPS, LearningRateSearch, plan_rungs
 from tests.gora.train.test_train import causal_lora, class_rows, classifier_lora, collate, config
 from tests.gora.train.test_train import lm_rows as lm_rows
 
@@ -27,17 +27,31 @@ def test_the_ladder_is_1_2_5_around_the_default():
 @pytest.mark.parametrize("total", [4, 10, 24, 48, 125, 1000])
 @pytest.mark.parametrize("budget", [1.5, 1.75, 3.0])
 def test_rungs_halve_four_trials_within_the_budget(total, budget):
-    rungs = plan_rungs(total, 4, eval_batches=2, budget=budget)
-    assert rungs == sorted(rungs) and all(r < total for r in rungs)
+    rungs = plan_rungs(total, 4, eval_batches=2, budget=budget, min_rung=2)
+    assert rungs == sorted(rungs) and all(2 <= r < total for r in rungs)
     alive, extra = 4, 0.0
     for end in rungs:
-        extra += EVAL_STEP_COST * 2 * alive
-        keep = math.ceil(alive / 2)
+        extra += (EVAL_STEP_COST * 2 + TRIAL_OVERHEAD_STEPS) * alive
+        keep = 1 if end * 2 >= total else math.ceil(alive / 2)
         extra += (alive - keep) * end
         alive = keep
-    if rungs != [1]:  # [1]: a run too short for the budget gets the smallest search there is
-        assert (total + extra) / total <= budget
+    assert (total + extra) / total <= budget
     assert len(rungs) <= 2  # four trials: two rungs at most
+    if total >= 48:
+        assert rungs, "long enough to search"
+
+
+def test_a_run_too_short_to_search_within_the_budget_trains_at_the_default(tmp_path):
+    assert plan_rungs(6, 4, eval_batches=2, budget=1.75, min_rung=2) == []
+    heard = []
+    result = LearningRateSearch(
+        causal_lora(seed=0), lm_rows(24), collate, config(output_dir=tmp_path, learning_rate=2e-3),
+        lm_rows(8, seed=9), candidates=[1e-3, 2e-3, 5e-3, 1e-2],
+        notify=lambda message, data: heard.append(message),
+    ).run()  # fmt: skip
+    assert result.chosen.learning_rate == 2e-3 and result.trial_steps == 0 and result.cost == 1
+    assert sorted(t.status for t in result.trials) == ["chosen", "skipped", "skipped", "skipped"]
+    assert heard and heard[0].startswith("Learning-rate search skipped: 6 steps are too few")
 
 
 def test_the_winner_continues_its_trial_to_the_run_a_plain_job_at_its_rate_makes(tmp_path):
@@ -46,19 +60,22 @@ def test_the_winner_continues_its_trial_to_the_run_a_plain_job_at_its_rate_makes
     model = causal_lora(seed=0)
     heard = []
     result = LearningRateSearch(
-        model, rows, collate, base, valid, candidates=[1e-3, 3e-3, 1e-2, 3e-2],
+        model, rows, collate, base, valid, candidates=[1e-3, 3e-3, 1e-2, 3e-2], budget=3.0,
         notify=lambda message, data: heard.append(data),
     ).run()  # fmt: skip
     statuses = sorted(t.status for t in result.trials)
     assert statuses == ["chosen", "dropped", "dropped", "dropped"]
-    assert result.rung_steps == plan_rungs(24, 4, 4, 1.75)
-    assert [t.steps for t in result.trials if t.status == "dropped"].count(
-        result.rung_steps[0]
-    ) == 2
+    assert result.rung_steps == plan_rungs(24, 4, 4, 3.0, min_rung=2)
+    expected, alive = [], 4  # each rung drops the worse half; after the last, all but one go
+    for i, end in enumerate(result.rung_steps):
+        keep = 1 if i == len(result.rung_steps) - 1 else math.ceil(alive / 2)
+        expected += [end] * (alive - keep)
+        alive = keep
+    assert sorted(t.steps for t in result.trials if t.status == "dropped") == expected
     chosen = result.chosen
     assert chosen.score == min(t.scores[-1][1] for t in result.trials if t.steps == chosen.steps)
     assert len(heard) == sum(len(t.scores) for t in result.trials)
-    assert 1 < result.cost <= 1.75 and result.to_dict()["chosen"] == chosen.learning_rate
+    assert 1 < result.cost <= 3.0 and result.to_dict()["chosen"] == chosen.learning_rate
 
     at_chosen = dataclasses.replace(base, learning_rate=chosen.learning_rate)
     continued = train(
@@ -79,14 +96,14 @@ def test_a_trial_that_collapses_is_stopped_and_never_chosen(tmp_path):
     rows, valid = class_rows(32), class_rows(16, seed=5)
     model = classifier_lora(seed=0)
 
-    def collapsed(m):  # the check a job uses, and one that flags the largest rate's trial
-        found = classifier_collapse(m, valid, collate)
+    def collapsed(m, scored):  # the check a job uses, and one that flags the largest rate's trial
+        found = classifier_collapse(m, scored, collate)
         return found or ("flagged" if trial_rate[0] == 1e-1 else None)
 
     trial_rate = [None]
     search = LearningRateSearch(
         model, rows, collate, config(n_epochs=2, output_dir=tmp_path), valid,
-        candidates=[1e-3, 1e-2, 3e-2, 1e-1], collapsed=collapsed,
+        candidates=[1e-3, 1e-2, 3e-2, 1e-1], collapsed=collapsed, budget=4.0,
         notify=lambda message, data: None,
     )  # fmt: skip
     advance = search._advance

@@ -238,6 +238,21 @@ function allocationCard(report) {
     el("h3", {}, "Rank per layer"), rankBars(report));
 }
 
+// learning_rate_multiplier "search": each trial's validation loss per rung, and what became of it.
+function searchCard(search) {
+  const colours = ["#2f5fd0", "#d0702f", "#1e7a3c", "#8a3fb5", "#b5304f", "#5f6b7a"];
+  const series = search.trials.map((trial, i) => ({ name: `${trial.learning_rate}`, colour: colours[i % colours.length],
+    points: trial.scores.map((s) => [s.step, s.valid_loss]) }));
+  const rows = search.trials.map((trial) => el("tr", { class: trial.status === "chosen" ? "chosen" : "" },
+    el("td", {}, String(trial.learning_rate)), el("td", {}, trial.status), el("td", {}, String(trial.steps)),
+    el("td", {}, trial.scores.length ? trial.scores[trial.scores.length - 1].valid_loss.toPrecision(4) : "–"),
+    el("td", {}, trial.reason || "")));
+  return card("Learning-rate search",
+    el("p", {}, `Chose ${search.chosen} of ${search.candidates.join(", ")}; ${search.trial_steps} trial steps, cost ${search.cost}× a plain job's training steps`),
+    lineChart("Validation loss by trial", series, { height: 150 }),
+    el("table", { "aria-label": "Learning-rate search trials" }, el("thead", {}, el("tr", {}, ["Rate", "Outcome", "Steps", "Validation loss", "Why"].map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows)));
+}
+
 function checkpointsCard(job, checkpoints) {
   const rows = checkpoints.map((c) => el("tr", {},
     el("td", {}, String(c.step_number)),
@@ -283,10 +298,13 @@ async function jobView(jobId) {
     checkpoints.replaceChildren(checkpointsCard(job, page.data));
   };
   drawHead(); drawCharts();
-  show(head, card("Training", charts), allocation, checkpoints, card("Events", log));
+  const search = el("div");
+  const drawSearch = () => search.replaceChildren(...(job.learning_rate_search ? [searchCard(job.learning_rate_search)] : []));
+  drawSearch();
+  show(head, card("Training", charts), search, allocation, checkpoints, card("Events", log));
   await refreshReports();
   const stopStream = streamEvents(jobId, async (kind, event) => {
-    if (kind === "end") { job = await getJson(`/v1/fine_tuning/jobs/${jobId}`); drawHead(); await refreshReports(); return; }
+    if (kind === "end") { job = await getJson(`/v1/fine_tuning/jobs/${jobId}`); drawHead(); drawSearch(); await refreshReports(); return; }
     log.append(el("li", { class: event.level === "error" ? "error" : "" }, `${when(event.created_at)} ${event.message}`));
     const data = event.data || {};
     if (event.type === "metrics" && data.loss !== undefined) {
@@ -299,8 +317,8 @@ async function jobView(jobId) {
       if (data.valid_reward_accuracy !== undefined) validRewards.push([data.step, data.valid_reward_accuracy]);
       drawCharts();
     }
-    if (data.phase || data.totals || event.message.startsWith("Checkpoint")) {
-      job = await getJson(`/v1/fine_tuning/jobs/${jobId}`); drawHead(); await refreshReports();
+    if (data.phase || data.totals || data.chosen || event.message.startsWith("Checkpoint")) {
+      job = await getJson(`/v1/fine_tuning/jobs/${jobId}`); drawHead(); drawSearch(); await refreshReports();
     }
   });
   stopLive = stopStream;
@@ -345,6 +363,7 @@ async function newJobView() {
   const probeSteps = settingInput(settings.probe_steps, "probe-steps");
   const gamma = settingInput(settings.gamma, "gamma");
   const epochs = el("input", { id: "n-epochs", placeholder: "auto", "aria-describedby": "epochs-help" });
+  const search = el("input", { type: "checkbox", id: "search-rate" });
   const message = el("p", { class: "error", role: "alert" });
   let file = null;
   fileInput.addEventListener("change", async () => { file = null; try { file = await uploadFile(fileInput, report); } catch (error) { report.replaceChildren(el("p", { class: "error" }, error.message)); } });
@@ -353,6 +372,7 @@ async function newJobView() {
     message.textContent = "";
     if (!file || file.status !== "processed") { message.textContent = "Upload a file without errors first (training_file)"; return; }
     const hyperparameters = epochs.value ? { n_epochs: Number(epochs.value) } : {};
+    if (search.checked) hyperparameters.learning_rate_multiplier = "search";
     // Preference rows train with DPO, every other format supervised (the file says which).
     const objective = file.format === "preference" ? "dpo" : "supervised";
     const body = { model: model.value, training_file: file.id, method: { type: objective, [objective]: { hyperparameters } },
@@ -369,6 +389,7 @@ async function newJobView() {
     el("label", { for: "probe-steps" }, `Probe batches, probe_steps (GoRA; ${range(settings.probe_steps)})`), probeSteps,
     el("label", { for: "gamma" }, `γ, gamma: the init's step (GoRA; ${range(settings.gamma)})`), gamma,
     el("label", { for: "n-epochs" }, "Epochs"), epochs, el("small", { id: "epochs-help" }, " 1–50, or empty for auto"),
+    el("p", {}, search, el("label", { for: "search-rate" }, " Search the learning rate (tries 4 rates on validation loss; at most 1.75× a plain job)")),
     el("p", {}, el("button", { type: "submit" }, "Submit")), message);
   show(card("New job", form));
 }

@@ -1,0 +1,134 @@
+"""learning_rate_multiplier "search" against "auto" and the oracle, on R8 (MiniLM-L6), 3 seeds.
+
+For each method (LoRA, GoRA) and seed, side by side in one process: a plain run at the method's
+"auto" rate, and a searched run (``gora.train.search``: four rates on the 1-2-5 ladder around the
+default, successive halving on the validation split's loss, the winner continued to the end). The
+oracle is the quality table's row (results.json): the best rate of the grid on validation accuracy,
+seed 0, reused for seeds 1-2. Test accuracy of each, the searched run's chosen rate, and its wall
+time as a multiple of the plain run's.
+
+    python -m bench.quality.search            # ~35 min on one CPU thread; writes search.json
+    python -m bench.quality.search --quick    # the quick R8 setting, one seed
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch: the machine's cores are shared
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.quality.data import encode_train, task_rows
+from bench.quality.evaluate import classification_metrics
+from bench.quality.methods import build, load_base
+from bench.quality.run import log
+from bench.quality.settings import settings_for
+from gora.data.loading import collator_for
+from gora.train import TrainingConfig, latest_checkpoint
+from gora.train.collapse import classifier_collapse
+from gora.train.defaults import SEARCH_BUDGET, default_learning_rate, rate_ladder
+from gora.train.recipe import TrainingRecipe
+from gora.train.search import LearningRateSearch
+
+HERE = Path(__file__).parent
+METHODS = ("lora", "gora")
+
+
+def run(method: str, settings, data, seed: int, searched: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    base, tokenizer = load_base(settings, data.labels, seed)
+    train_ds = encode_train(data.train_rows, tokenizer, settings, data.labels)
+    valid_ds = encode_train(data.valid_rows, tokenizer, settings, data.labels)
+    collator = collator_for(tokenizer)
+    built = build(method, settings, base, tokenizer, seed, train_ds, collator)
+    default = default_learning_rate(method, settings.hf_task)
+    work = Path(tempfile.mkdtemp(prefix="gora-search-bench-"))
+    config = TrainingConfig(learning_rate=default, n_epochs=settings.n_epochs,
+                            batch_size=settings.batch_size, seed=seed, log_every=10,
+                            output_dir=work / "search")  # fmt: skip
+    record: dict[str, Any] = {"method": method, "seed": seed, "searched": searched}
+    checkpoint = None
+    if searched:
+        result = LearningRateSearch(
+            built.model, train_ds, collator, config, valid_ds, rate_ladder(default),
+            collapsed=lambda model, scored: classifier_collapse(model, scored, collator),
+        ).run()  # fmt: skip
+        config = dataclasses.replace(config, learning_rate=result.chosen.learning_rate)
+        checkpoint = latest_checkpoint(result.chosen.output_dir)
+        record["search"] = result.to_dict()
+    recipe = TrainingRecipe(built.model, train_ds, collator,
+                            dataclasses.replace(config, output_dir=work / "run"))  # fmt: skip
+    recipe.setup()
+    try:
+        recipe.train(checkpoint)
+    finally:
+        recipe.cleanup()
+    record["wall_s"] = round(time.perf_counter() - started, 1)
+    test_ds = encode_train(data.test_rows, tokenizer, settings, data.labels)
+    record |= {"lr": float(config.learning_rate),
+               "test": classification_metrics(built.model, test_ds, tokenizer)}  # fmt: skip
+    log(json.dumps({k: v for k, v in record.items() if k != "search"}))
+    return record
+
+
+def oracle_rows(task: str) -> dict[str, list[dict[str, Any]]]:
+    """The quality table's rows: each method at its grid-best rate (results.json)."""
+    rows = json.loads((HERE / "results.json").read_text())
+    return {
+        m: [r for r in rows if r["task"] == task and r["method"] == m and r["metric"] == "accuracy"]
+        for m in METHODS
+    }
+
+
+def summary(records: list[dict[str, Any]], oracle: dict[str, list[dict]]) -> dict[str, Any]:
+    table = {}
+    for method in METHODS:
+        mine = [r for r in records if r["method"] == method]
+        auto = [r for r in mine if not r["searched"]]
+        found = [r for r in mine if r["searched"]]
+        ratios = [s["wall_s"] / a["wall_s"] for s, a in zip(found, auto, strict=True)]
+        table[method] = {
+            "auto": _mean_sd([100 * r["test"]["accuracy"] for r in auto]),
+            "searched": _mean_sd([100 * r["test"]["accuracy"] for r in found]),
+            "oracle": _mean_sd([100 * r["value"] for r in oracle[method]]),
+            "oracle_lr": sorted({r["lr"] for r in oracle[method]}),
+            "chosen_lr": [r["lr"] for r in found],
+            "wall_ratio": _mean_sd(ratios),
+            "step_cost": [r["search"]["cost"] for r in found],
+        }
+    return {"table": table, "budget": SEARCH_BUDGET, "runs": records}
+
+
+def _mean_sd(values: list[float]) -> list[float]:
+    if not values:
+        return []
+    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return [round(statistics.mean(values), 2), round(sd, 2), len(values)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    settings = settings_for("r8", args.quick)
+    data = task_rows(settings)
+    records = []
+    out = HERE / ("search_quick.json" if args.quick else "search.json")
+    for seed in (0,) if args.quick else (0, 1, 2):
+        for method in METHODS:  # written after each pair: a stopped run keeps what it measured
+            records.append(run(method, settings, data, seed, searched=False))
+            records.append(run(method, settings, data, seed, searched=True))
+            out.write_text(json.dumps(summary(records, oracle_rows("r8")), indent=1))
+            log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
