@@ -112,3 +112,34 @@ def test_method_pause_and_resume_through_the_client(openai_client: openai.OpenAI
     with pytest.raises(openai.ConflictError) as finished:
         openai_client.fine_tuning.jobs.pause(job.id)
     assert finished.value.code == "job_not_pausable"
+
+
+def test_a_dpo_job_and_a_searched_rate_through_the_client(openai_client: openai.OpenAI):
+    pair = {
+        "input": {"messages": [{"role": "user", "content": "2 plus 5?"}]},
+        "preferred_output": [{"role": "assistant", "content": "7"}],
+        "non_preferred_output": [{"role": "assistant", "content": "8"}],
+    }
+    pairs = openai_client.files.create(
+        file=("pairs.jsonl", io.BytesIO(jsonl([pair] * 4))), purpose="fine-tune"
+    )
+    assert pairs.status == "processed" and pairs.model_extra["format"] == "preference"
+    job = openai_client.fine_tuning.jobs.create(
+        model="smollm2-135m",
+        training_file=pairs.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1}}},
+    )
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.beta == 0.1
+    assert job.method.dpo.hyperparameters.n_epochs == 1
+
+    chat = openai_client.files.create(
+        file=("t.jsonl", io.BytesIO(jsonl(support.CHAT))), purpose="fine-tune"
+    )
+    searched = openai_client.fine_tuning.jobs.create(
+        model="smollm2-135m",
+        training_file=chat.id,
+        method={"type": "supervised",
+                "supervised": {"hyperparameters": {"learning_rate_multiplier": "search"}}},
+    )  # fmt: skip
+    planned = searched.method.supervised.hyperparameters.model_extra["learning_rate_search"]
+    assert planned["candidates"] == [5e-5, 1e-4, 2e-4, 5e-4] and planned["budget"] == 1.75
