@@ -24,6 +24,7 @@ from gora.train import TrainingCallbacks, TrainingConfig, train
 from gora.train.preference import REFERENCE_ADAPTER, completion_logps, dpo_probe_loss
 from tests.helpers.models import smollm_tokenizer, tiny_llama_config
 
+pytestmark = pytest.mark.slow  # SmolLM2's tokenizer: the bundled model's GGUF, converted once
 BETA = 0.5
 
 
