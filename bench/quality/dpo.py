@@ -218,10 +218,86 @@ def summarise(runs: list[dict], chosen: dict[str, float], base: dict, shapes: di
     return {"base": base, "chosen": table, "runs": runs, "allocation": shapes}
 
 
+def _ranks_by_kind(ranks: dict[str, int]) -> dict[str, float]:
+    """Each module kind's share of the total rank (q_proj, ..., down_proj)."""
+    total, kinds = sum(ranks.values()), {}
+    for name, rank in ranks.items():
+        kind = name.rsplit(".", 1)[-1]
+        kinds[kind] = kinds.get(kind, 0) + rank
+    return {kind: 100 * value / total for kind, value in sorted(kinds.items())}
+
+
+def _ranks_by_depth(ranks: dict[str, int], layers: int = 30, groups: int = 3) -> list[float]:
+    """The share of the total rank in each third of the layers (first, middle, last)."""
+    total, shares = sum(ranks.values()), [0.0] * groups
+    for name, rank in ranks.items():
+        index = int(name.split(".layers.")[1].split(".")[0])
+        shares[min(groups - 1, index * groups // layers)] += 100 * rank / total
+    return shares
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The tables of docs/benchmarks.md ("Preference tuning"), from dpo.json."""
+
+    def cell(pair):
+        return f"{100 * pair[0]:.1f} ± {100 * pair[1]:.1f}"
+
+    base = summary["base"]
+    lines = ["| | LoRA-DPO | GoRA-DPO | base |", "|---|---|---|---|"]
+    chosen = summary["chosen"]
+    lines.append(
+        f"| rate (validation DPO loss, seed 0) | {chosen['lora']['lr']:g} | {chosen['gora']['lr']:g} | |"
+    )
+    lines.append(
+        f"| reward accuracy vs the base | {cell(chosen['lora']['reward_accuracy'])} | {cell(chosen['gora']['reward_accuracy'])} | (50) |"
+    )
+    lines.append(
+        f"| pair accuracy (likelihood) | {cell(chosen['lora']['pair_accuracy'])} | {cell(chosen['gora']['pair_accuracy'])} | {100 * base['pair_accuracy']:.1f} |"
+    )
+    lines.append(
+        f"| exact match of greedy answers | {cell(chosen['lora']['exact_match'])} | {cell(chosen['gora']['exact_match'])} | {100 * base['exact_match']:.1f} |"
+    )
+    lines.append(
+        f"| reward margin (β · log-ratio difference) | {chosen['lora']['reward_margin'][0]:.2f} | {chosen['gora']['reward_margin'][0]:.2f} | |"
+    )
+    lines += ["", "| method | validation DPO loss by rate (seed 0) |", "|---|---|"]
+    for method in ("lora", "gora"):
+        points = [r for r in summary["runs"] if r["method"] == method and r["seed"] == 0]
+        lines.append(
+            f"| {method} | "
+            + ", ".join(f"{r['lr']:g}: {r['valid']['dpo_loss']:.3f}" for r in points)
+            + " |"
+        )
+    shapes = summary["allocation"]
+    lines += [
+        "",
+        "| GoRA's ranks, share of the total | "
+        + " | ".join(_ranks_by_kind(shapes["dpo"]))
+        + " | layers 0-9 | 10-19 | 20-29 |",
+        "|---" * (len(_ranks_by_kind(shapes["dpo"])) + 4) + "|",
+    ]
+    for name in ("dpo", "sft"):
+        kinds, depth = _ranks_by_kind(shapes[name]), _ranks_by_depth(shapes[name])
+        lines.append(
+            f"| probe of the {name.upper()} loss | "
+            + " | ".join(f"{v:.1f}" for v in kinds.values())
+            + " | "
+            + " | ".join(f"{v:.1f}" for v in depth)
+            + " |"
+        )
+    same = sum(shapes["dpo"][k] == shapes["sft"][k] for k in shapes["dpo"])
+    lines.append(f"\nLayers given the same rank by both probes: {same} of {len(shapes['dpo'])}.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the tables from dpo.json")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(OUT.read_text())))
+        return
     torch.set_num_threads(2)
     sizes = QUICK if args.quick else FULL
     data = splits(sizes)

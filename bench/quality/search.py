@@ -114,10 +114,36 @@ def _mean_sd(values: list[float]) -> list[float]:
     return [round(statistics.mean(values), 2), round(sd, 2), len(values)]
 
 
+def markdown(summary: dict[str, Any]) -> str:
+    """The table of docs/benchmarks.md ("The learning-rate search"), from search.json."""
+
+    def cell(stats: list[float]) -> str:
+        return f"{stats[0]:.1f} ± {stats[1]:.1f} ({stats[2]})" if stats else "–"
+
+    lines = [
+        "| method | auto | searched | oracle (grid best on validation) | rates chosen | "
+        "wall time, searched / auto | training work (steps' worth) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, row in summary["table"].items():
+        ratio = row["wall_ratio"]
+        lines.append(
+            f"| {method} | {cell(row['auto'])} | {cell(row['searched'])} | {cell(row['oracle'])} "
+            f"at {', '.join(f'{r:g}' for r in row['oracle_lr'])} | "
+            f"{', '.join(f'{r:g}' for r in row['chosen_lr'])} | "
+            f"{ratio[0]:.2f} ± {ratio[1]:.2f} | {', '.join(f'{c:.2f}' for c in row['step_cost'])} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the table from search.json")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads((HERE / "search.json").read_text())))
+        return
     settings = settings_for("r8", args.quick)
     data = task_rows(settings)
     records = []

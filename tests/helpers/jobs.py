@@ -205,6 +205,13 @@ def events(client: TestClient, team: Team, job_id: str) -> list[dict[str, Any]]:
     return list(reversed(response.json()["data"]))
 
 
+def checkpoint_steps(client: TestClient, team: Team, job_id: str) -> list[int]:
+    """The steps of the job's checkpoints, in order."""
+    response = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints", headers=team.headers)
+    assert response.status_code == 200, response.text
+    return sorted(c["step_number"] for c in response.json()["data"])
+
+
 def download_adapter(
     client: TestClient, team: Team, job_id: str, target: Path, fmt: str = "peft"
 ) -> Path:

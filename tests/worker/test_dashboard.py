@@ -67,6 +67,19 @@ def sign_in(browser, url: str, key: str, width: int = 1280):
     return page
 
 
+def submit_from_form(page, model: str, r_ref: int, probe_steps: int) -> str:
+    """Fills the new-job form (one epoch) for the uploaded file, submits, and waits on the job's
+    page until it succeeds; returns the job's id."""
+    page.get_by_label("Model").select_option(model)
+    page.get_by_label(re.compile("^r_ref")).fill(str(r_ref))
+    page.get_by_label(re.compile("^Probe batches")).fill(str(probe_steps))
+    page.get_by_label("Epochs").fill("1")
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_url(re.compile(r"#/jobs/ftjob-"))
+    page.locator("#job-status", has_text="succeeded").wait_for(timeout=JOB_TIMEOUT_MS)
+    return page.url.rsplit("/", 1)[-1]
+
+
 def test_a_team_runs_a_job_from_the_dashboard(stack, team, worker, live_url, browser, tmp_path):
     shots = Shots(tmp_path)
     page = sign_in(browser, live_url, team.key)
@@ -86,18 +99,10 @@ def test_a_team_runs_a_job_from_the_dashboard(stack, team, worker, live_url, bro
     good.write_bytes(jsonl(classification_rows()))
     page.get_by_label("Training file (JSONL)").set_input_files(str(good))
     page.get_by_text("good.jsonl: processed").wait_for()
-    page.get_by_label("Model").select_option(MINILM)
     # The form's ranges and defaults come from GET /v1/fine_tuning/adapter_settings.
     assert "≥ 1, ≤ 4096; default 8" in page.locator('label[for="r-ref"]').inner_text()
-    page.get_by_label(re.compile("^r_ref")).fill("4")
-    page.get_by_label(re.compile("^Probe batches")).fill("2")
-    page.get_by_label("Epochs").fill("1")
-    page.get_by_role("button", name="Submit").click()
-
     # The job's page: live to succeeded, the loss drawn from the event stream.
-    page.wait_for_url(re.compile(r"#/jobs/ftjob-"))
-    job_id = page.url.rsplit("/", 1)[-1]
-    page.locator("#job-status", has_text="succeeded").wait_for(timeout=JOB_TIMEOUT_MS)
+    job_id = submit_from_form(page, MINILM, r_ref=4, probe_steps=2)
     train_line = page.locator('path[data-series="train loss"]')
     train_line.wait_for(state="attached")  # one step draws a point, not a line
     assert int(train_line.get_attribute("data-points")) >= 1
@@ -185,15 +190,7 @@ def test_a_preference_file_runs_as_a_dpo_job_with_its_reward_drawn(
     pairs.write_bytes(jsonl(preference_rows(range(1, 9))))
     page.get_by_label("Training file (JSONL)").set_input_files(str(pairs))
     page.get_by_text("pairs.jsonl: processed, 8 rows (preference)").wait_for()
-    page.get_by_label("Model").select_option(SMOLLM)
-    page.get_by_label(re.compile("^r_ref")).fill("2")
-    page.get_by_label(re.compile("^Probe batches")).fill("1")
-    page.get_by_label("Epochs").fill("1")
-    page.get_by_role("button", name="Submit").click()
-
-    page.wait_for_url(re.compile(r"#/jobs/ftjob-"))
-    job_id = page.url.rsplit("/", 1)[-1]
-    page.locator("#job-status", has_text="succeeded").wait_for(timeout=JOB_TIMEOUT_MS)
+    job_id = submit_from_form(page, SMOLLM, r_ref=2, probe_steps=1)
     job = stack.client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=team.headers).json()
     assert job["method"]["type"] == "dpo"  # the file's rows chose the method
     reward = page.locator('path[data-series="train reward accuracy"]')

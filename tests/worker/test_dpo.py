@@ -16,6 +16,7 @@ from gora.data.preference import preference_collator
 from gora.train.preference import completion_logps
 from tests.helpers.api import jsonl, upload
 from tests.helpers.jobs import (
+    checkpoint_steps,
     download_adapter,
     events,
     instruction_rows,
@@ -87,10 +88,7 @@ def test_a_dpo_job_prefers_held_out_chosen_answers_more_than_the_base(
         assert "reward margin=" in event["message"]
     valid = [e["data"] for e in log if e["type"] == "metrics" and "valid_loss" in e["data"]]
     assert valid and all("valid_reward_accuracy" in v for v in valid)
-    checkpoints = stack.client.get(
-        f"/v1/fine_tuning/jobs/{job['id']}/checkpoints", headers=team.headers
-    ).json()["data"]
-    assert sorted(c["step_number"] for c in checkpoints) == [3, 6]
+    assert checkpoint_steps(stack.client, team, job["id"]) == [3, 6]
     allocation = stack.client.get(
         f"/v1/fine_tuning/jobs/{job['id']}/allocation", headers=team.headers
     ).json()

@@ -17,6 +17,7 @@ from transformers import AutoConfig
 from gora import load_base_model
 from service.core.storage import Storage, adapter_key, job_key
 from tests.helpers.jobs import (
+    checkpoint_steps,
     classification_rows,
     download_adapter,
     events,
@@ -73,10 +74,7 @@ def test_smollm2_gora_job_end_to_end(stack, team, worker, tmp_path):
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert all({"loss", "learning_rate", "tokens_per_s", "epoch"} <= set(m) for m in metrics)
     assert all(0 <= m["accuracy"] <= 1 for m in metrics)  # per trained token
-    checkpoints = stack.client.get(
-        f"/v1/fine_tuning/jobs/{job['id']}/checkpoints", headers=team.headers
-    ).json()["data"]
-    assert sorted(c["step_number"] for c in checkpoints) == [2, 3]
+    assert checkpoint_steps(stack.client, team, job["id"]) == [2, 3]
 
     allocation = stack.client.get(
         f"/v1/fine_tuning/jobs/{job['id']}/allocation", headers=team.headers
