@@ -5,7 +5,9 @@ on the same batches in the same order (one seed), on the schedule of the whole r
 steps every live trial is scored on validation loss, the worse half is dropped, survivors train a rung
 twice as long, until one is left. That one continues to the end from its own checkpoint, so its
 trial's steps are the run's first steps, not a cost. A trial whose loss explodes (the divergence
-guard) or whose classifier answers one class for every validation example is stopped and reported.
+guard) or whose classifier answers one class for every validation example (from the second rung on:
+at the first a slow rate's classifier may not have left the majority class yet) is stopped and
+reported.
 
 Why not Optuna's ``SuccessiveHalvingPruner``: it is asynchronous (ASHA): each trial is judged when it
 reports, against the trials that reported at that rung before it, so the survivors depend on the order
@@ -235,7 +237,10 @@ class LearningRateSearch:
         finally:
             recipe.cleanup()
         trial.scores.append((trial.steps, loss))
-        collapse = self.collapsed(self.model, self.scored)
+        # One class for everything is a collapse from the second rung on: after the first, a slow
+        # rate's classifier may still be at its start (the majority class), not collapsed; the
+        # halving judges it by its loss there.
+        collapse = self.collapsed(self.model, self.scored) if len(trial.scores) > 1 else None
         if collapse or not math.isfinite(loss):
             trial.status, trial.reason = "collapsed", collapse or f"validation loss {loss}"
         self.notify(

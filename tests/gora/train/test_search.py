@@ -92,31 +92,33 @@ def test_the_winner_continues_its_trial_to_the_run_a_plain_job_at_its_rate_makes
             torch.testing.assert_close(got[name], parameter, atol=1e-5, rtol=1e-4)
 
 
-def test_a_trial_that_collapses_is_stopped_and_never_chosen(tmp_path):
+def test_a_collapse_counts_from_the_second_rung_and_such_a_trial_is_never_chosen(tmp_path):
     rows, valid = class_rows(32), class_rows(16, seed=5)
-    model = classifier_lora(seed=0)
+    asked = []
 
-    def collapsed(m, scored):  # the check a job uses, and one that flags the largest rate's trial
-        found = classifier_collapse(m, scored, collate)
-        return found or ("flagged" if trial_rate[0] == 1e-1 else None)
+    def collapsed(model, scored):  # flags the 1e-3 trial (the best by loss) whenever asked
+        asked.append(current[0])
+        return "flagged" if current[0] == 1e-3 else None
 
-    trial_rate = [None]
+    # 1e-6 barely moves and 1e-2 overshoots: the halving drops them at the first rung.
     search = LearningRateSearch(
-        model, rows, collate, config(n_epochs=2, output_dir=tmp_path), valid,
-        candidates=[1e-3, 1e-2, 3e-2, 1e-1], collapsed=collapsed, budget=4.0,
-        notify=lambda message, data: None,
+        classifier_lora(seed=0), rows, collate, config(n_epochs=2, output_dir=tmp_path), valid,
+        candidates=[1e-6, 1e-4, 1e-3, 1e-2], collapsed=collapsed, budget=3.0,
     )  # fmt: skip
-    advance = search._advance
+    advance, current = search._advance, [None]
 
     def tracking(trial, end):
-        trial_rate[0] = trial.learning_rate
+        current[0] = trial.learning_rate
         advance(trial, end)
 
     search._advance = tracking
     result = search.run()
-    flagged = next(t for t in result.trials if t.learning_rate == 1e-1)
-    assert flagged.status == "collapsed" and flagged.steps == result.rung_steps[0]
-    assert result.chosen.learning_rate != 1e-1
+    assert result.rung_steps == [4, 8]
+    by_rate = {t.learning_rate: t for t in result.trials}
+    assert [by_rate[r].status for r in (1e-6, 1e-2)] == ["dropped", "dropped"]
+    assert sorted(asked) == [1e-4, 1e-3]  # asked at the second rung only
+    assert by_rate[1e-3].status == "collapsed" and by_rate[1e-3].reason == "flagged"
+    assert result.chosen is by_rate[1e-4]
 
 
 def test_a_classifier_answering_one_class_is_a_collapse():
