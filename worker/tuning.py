@@ -19,7 +19,7 @@ import torch
 
 from gora.data.loading import EncodedDataset
 from gora.train import TrainingConfig, TrainingDiverged, TrainingResult, latest_checkpoint
-from gora.train.collapse import classifier_collapse
+from gora.train.collapse import MIN_STEPS, classifier_collapse
 from gora.train.search import LearningRateSearch
 from service.core.jobs.errors import ErrorCode, JobUserError
 from service.core.storage import Storage
@@ -156,7 +156,7 @@ class RateTuning:
             result = self.run_training(config, callbacks, checkpoint)
         except TrainingDiverged as exc:
             return None, f"The loss diverged at step {exc.step} ({exc.reason})"
-        if result.cancelled:
+        if result.cancelled or result.steps < MIN_STEPS:  # too short to judge a classifier by
             return result, None
         sample = self.data.valid
         if sample is None:

@@ -11,6 +11,11 @@ from typing import Any
 
 import torch
 
+# A classifier is judged after this many optimizer steps. Before, one class for every example is where
+# a classifier starts (its head learns the majority class first), not a collapse: a 3-step job on 16
+# rows answers one class and is simply short.
+MIN_STEPS = 20
+
 
 def is_classification(dataset: Any) -> bool:
     """Whether the examples carry one integer label each (a classification head's data)."""

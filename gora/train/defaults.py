@@ -15,6 +15,7 @@ Every number here has a source, listed in docs/training.md:
   rate sits about √r_ref times higher because its adapters are scaled by α/r, GoRA's by α/√r.
 - Causal LM, models from 3B parameters, not measured here: the paper's 5e-5 (Llama-3.1-8B), used for
   LoRA and GoRA alike.
+- DPO: 0.2x the supervised rate, measured (``DPO_LR_RATIO``, docs/benchmarks.md "Preference tuning").
 - Classifier head (``modules_to_save``) at 16x the base rate: measured (LoRA at 1e-4 after 80 steps on
   R8: 77 % validation accuracy with the head at 1x, 83 % at 16x).
 """
@@ -32,8 +33,10 @@ _CLASSIFICATION_LR = {"lora": 2e-4, "gora": 2e-4}
 _CAUSAL_LM_LR_SMALL = {"lora": 5e-4, "gora": 1e-4}  # measured: SmolLM2-135M, bench/quality
 _CAUSAL_LM_LR_LARGE = 5e-5  # paper: Llama-3.1-8B
 LARGE_MODEL_PARAMS = 3_000_000_000
-# DPO's rate as a fraction of the supervised one (see the docstring and docs/benchmarks.md).
-DPO_LR_RATIO = 0.1
+# DPO's rate as a fraction of the supervised one: measured by bench/quality/dpo.py (SmolLM2-135M,
+# arithmetic preference pairs, validation DPO loss at 2e-5 / 1e-4 / 5e-4): LoRA's best 1e-4 (0.2 x its
+# supervised 5e-4), GoRA's 2e-5 (0.2 x its 1e-4; it diverged at 5e-4). docs/benchmarks.md.
+DPO_LR_RATIO = 0.2
 
 # batch_size="auto": OpenAI's documented rule (about 0.2 % of the training examples) rounded to a power
 # of two and kept within the range LoRA recipes use; micro-batches above the cap become accumulation.

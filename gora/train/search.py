@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from gora.train.checkpoints import latest_checkpoint
+from gora.train.collapse import MIN_STEPS
 from gora.train.config import TrainingConfig
 from gora.train.defaults import SEARCH_BUDGET
 from gora.train.events import EvalResult, Metrics, TrainingCallbacks, TrainingDiverged
@@ -240,7 +241,8 @@ class LearningRateSearch:
         # One class for everything is a collapse from the second rung on: after the first, a slow
         # rate's classifier may still be at its start (the majority class), not collapsed; the
         # halving judges it by its loss there.
-        collapse = self.collapsed(self.model, self.scored) if len(trial.scores) > 1 else None
+        judged = len(trial.scores) > 1 and trial.steps >= MIN_STEPS
+        collapse = self.collapsed(self.model, self.scored) if judged else None
         if collapse or not math.isfinite(loss):
             trial.status, trial.reason = "collapsed", collapse or f"validation loss {loss}"
         self.notify(

@@ -201,7 +201,9 @@ def test_a_preference_file_runs_as_a_dpo_job_with_its_reward_drawn(
 
 
 def test_a_searched_job_shows_the_rates_it_tried(stack, team, worker, live_url, browser, tmp_path):
-    hyperparameters = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": "search"}
+    # Four steps: a budget of 6 plain jobs lets the search run one rung (a user would not).
+    hyperparameters = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": "search",
+                       "search_budget": 6.0}  # fmt: skip
     job = submit(stack.client, team, classification_rows(), model=MINILM,
                  hyperparameters=hyperparameters,
                  adapter={"type": "lora", "r_ref": 2, "target_modules": ["query"]})  # fmt: skip

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from gora.train import search as search_module
 from gora.train import train
 from gora.train.checkpoints import latest_checkpoint
 from gora.train.collapse import classifier_collapse
@@ -92,7 +93,10 @@ def test_the_winner_continues_its_trial_to_the_run_a_plain_job_at_its_rate_makes
             torch.testing.assert_close(got[name], parameter, atol=1e-5, rtol=1e-4)
 
 
-def test_a_collapse_counts_from_the_second_rung_and_such_a_trial_is_never_chosen(tmp_path):
+def test_a_collapse_counts_from_the_second_rung_and_such_a_trial_is_never_chosen(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(search_module, "MIN_STEPS", 1)  # this run's 16 steps are below 20
     rows, valid = class_rows(32), class_rows(16, seed=5)
     asked = []
 
