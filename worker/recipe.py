@@ -30,6 +30,7 @@ from gora.report import AllocationReport
 from gora.targets import TargetModulesNotFound
 from gora.train import TrainingResult, latest_checkpoint, train
 from gora.train.checkpoints import load_trainable_adapter
+from gora.train.search import snapshot
 from service.core import ids
 from service.core.jobs.errors import ErrorCode, JobUserError
 from service.core.jobs.lifecycle import JobPhase
@@ -41,7 +42,7 @@ from worker.preview import describe, dry_run_preview
 from worker.probe_cache import ProbeCache, file_sha256, probe_key
 from worker.reporting import JobReporter, ResultFile
 from worker.results import RESULT_FILENAME, step_metrics_csv
-from worker.tuning import RateTuning, carve_validation, snapshot
+from worker.tuning import RateTuning, carve_validation
 from worker.workspace import Workspace
 
 REFERENCE_OUTPUTS = "reference_outputs.json"

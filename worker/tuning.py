@@ -20,7 +20,7 @@ import torch
 from gora.data.loading import EncodedDataset
 from gora.train import TrainingConfig, TrainingDiverged, TrainingResult, latest_checkpoint
 from gora.train.collapse import MIN_STEPS, classifier_collapse
-from gora.train.search import LearningRateSearch
+from gora.train.search import LearningRateSearch, restore
 from service.core.jobs.errors import ErrorCode, JobUserError
 from service.core.storage import Storage
 from worker.callbacks import JobCallbacks
@@ -44,17 +44,6 @@ def carve_validation(dataset: EncodedDataset, seed: int) -> tuple[EncodedDataset
         EncodedDataset([e for i, e in enumerate(examples) if i not in valid]),
         EncodedDataset([examples[i] for i in sorted(valid)]),
     )
-
-
-def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def restore(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name in state:
-                parameter.copy_(state[name])
 
 
 @dataclass

@@ -163,7 +163,7 @@ class LearningRateSearch:
 
     def run(self) -> SearchResult:
         started = time.perf_counter()
-        self._initial = {k: v.detach().clone() for k, v in _trainable(self.model).items()}
+        self._initial = snapshot(self.model)
         total = total_optimizer_steps(len(self.train_dataset), self.config)
         self.scored = _subset(self.eval_dataset, SCORED_EXAMPLES, self.config.seed)
         eval_batches = math.ceil(len(self.scored) / int(self.config.batch_size))
@@ -262,10 +262,14 @@ class LearningRateSearch:
     def _load(self, trial: Trial) -> None:
         """The adapter where ``trial`` stands: the initial one, or its latest checkpoint's."""
         checkpoint = latest_checkpoint(trial.output_dir)
-        state = self._initial if checkpoint is None else _checkpoint_state(self.model, checkpoint)
-        with torch.no_grad():
-            for name, parameter in _trainable(self.model).items():
-                parameter.copy_(state[name])
+        if checkpoint is None:
+            restore(self.model, self._initial)
+        else:
+            from peft.utils import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            saved = load_file(str(checkpoint / "adapter_model.safetensors"))
+            set_peft_model_state_dict(self.model, saved)
 
 
 def _subset(dataset: Any, limit: int, seed: int) -> Any:
@@ -282,16 +286,13 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _checkpoint_state(model: torch.nn.Module, checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The trainable parameters as a checkpoint holds them, by the model's parameter names."""
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the trainable parameters (the adapter, a head), to restore the run's start."""
+    return {n: p.detach().clone() for n, p in _trainable(model).items()}
 
-    saved = load_file(str(checkpoint / "adapter_model.safetensors"))
-    before = {k: v.detach().clone() for k, v in _trainable(model).items()}
-    set_peft_model_state_dict(model, saved)
-    state = {k: v.detach().clone() for k, v in _trainable(model).items()}
-    with torch.no_grad():  # leave the model as it was: the caller copies what it needs
-        for name, parameter in _trainable(model).items():
-            parameter.copy_(before[name])
-    return state
+
+def restore(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in state:
+                parameter.copy_(state[name])
