@@ -20,7 +20,7 @@ import torch
 from gora.data.loading import EncodedDataset
 from gora.train import TrainingConfig, TrainingDiverged, TrainingResult, latest_checkpoint
 from gora.train.collapse import MIN_STEPS, classifier_collapse
-from gora.train.search import LearningRateSearch, restore
+from gora.train.search import LearningRateSearch, Trial, restore
 from service.core.jobs.errors import ErrorCode, JobUserError
 from service.core.storage import Storage
 from worker.callbacks import JobCallbacks
@@ -85,7 +85,6 @@ class RateTuning:
             eval_dataset=self.data.valid,
             candidates=spec["candidates"],
             budget=spec["budget"],
-            collapsed=lambda model, scored: classifier_collapse(model, scored, self.data.collator),
             notify=lambda message, data: self.reporter.event(message, type="search", **data),
             objective_kwargs=self.objective,
         )
@@ -96,8 +95,8 @@ class RateTuning:
             chosen.learning_rate, chosen.learning_rate / self.default_rate, record
         )
         self.reporter.event(
-            f"Learning-rate search chose {chosen.learning_rate:g} (validation loss "
-            f"{chosen.score:.4f}) after {result.trial_steps} trial steps; the job continues from "
+            f"Learning-rate search chose {chosen.learning_rate:g} ({_standing(chosen)}) after "
+            f"{result.trial_steps} trial steps; the job continues from "
             f"its step {chosen.steps}. Cost: {result.cost:.2f}x a plain job's training steps",
             type="search", chosen=chosen.learning_rate, cost=record["cost"],
         )  # fmt: skip
@@ -167,3 +166,7 @@ class RateTuning:
             level="warn", code="training_collapsed", learning_rate=rate,
         )  # fmt: skip
         return result
+
+
+def _standing(trial: Trial) -> str:
+    return trial.score.describe() if trial.score else "no score: every trial failed"

@@ -1,14 +1,18 @@
 """learning_rate_multiplier "search" against "auto" and the oracle, on R8 (MiniLM-L6), 3 seeds.
 
 For each method (LoRA, GoRA) and seed, side by side in one process: a plain run at the method's
-"auto" rate, and a searched run (``gora.train.search``: four rates on the 1-2-5 ladder around the
+"auto" rate, and a searched run (``gora.train.search``: three rates on the 1-2-5 ladder around the
 default, successive halving on the validation split's loss, the winner continued to the end). The
 oracle is the quality table's row (results.json): the best rate of the grid on validation accuracy,
 seed 0, reused for seeds 1-2. Test accuracy of each, the searched run's chosen rate, and its wall
 time as a multiple of the plain run's.
 
-    python -m bench.quality.search            # ~35 min on one CPU thread; writes search.json
-    python -m bench.quality.search --quick    # the quick R8 setting, one seed
+Each pair is kept in runs/search/ as it finishes and skipped when there; search.json is the summary
+of what is there. One CPU thread per process, so the two methods can run side by side:
+
+    python -m bench.quality.search --method lora & python -m bench.quality.search --method gora
+    python -m bench.quality.search            # both, one after the other (~50 min)
+    python -m bench.quality.search --quick    # the quick R8 setting, one seed, nothing kept
 """
 
 from __future__ import annotations
@@ -33,13 +37,13 @@ from bench.quality.run import log
 from bench.quality.settings import settings_for
 from gora.data.loading import collator_for
 from gora.train import TrainingConfig, latest_checkpoint
-from gora.train.collapse import classifier_collapse
 from gora.train.defaults import SEARCH_BUDGET, default_learning_rate, rate_ladder
 from gora.train.recipe import TrainingRecipe
 from gora.train.search import LearningRateSearch
 
 HERE = Path(__file__).parent
 METHODS = ("lora", "gora")
+PAIRS = HERE / "runs" / "search"  # one JSON per (method, seed): the plain run and the searched one
 
 
 def run(method: str, settings, data, seed: int, searched: bool) -> dict[str, Any]:
@@ -59,7 +63,6 @@ def run(method: str, settings, data, seed: int, searched: bool) -> dict[str, Any
     if searched:
         result = LearningRateSearch(
             built.model, train_ds, collator, config, valid_ds, rate_ladder(default),
-            collapsed=lambda model, scored: classifier_collapse(model, scored, collator),
         ).run()  # fmt: skip
         config = dataclasses.replace(config, learning_rate=result.chosen.learning_rate)
         checkpoint = latest_checkpoint(result.chosen.output_dir)
@@ -139,6 +142,7 @@ def markdown(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--method", choices=METHODS, action="append", help="default: both")
     parser.add_argument("--table", action="store_true", help="print the table from search.json")
     args = parser.parse_args(argv)
     if args.table:
@@ -146,14 +150,27 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = settings_for("r8", args.quick)
     data = task_rows(settings)
-    records = []
-    out = HERE / ("search_quick.json" if args.quick else "search.json")
-    for seed in (0,) if args.quick else (0, 1, 2):
-        for method in METHODS:  # written after each pair: a stopped run keeps what it measured
-            records.append(run(method, settings, data, seed, searched=False))
-            records.append(run(method, settings, data, seed, searched=True))
-            out.write_text(json.dumps(summary(records, oracle_rows("r8")), indent=1))
-            log(f"wrote {out}")
+    if args.quick:
+        records = [run(m, settings, data, 0, s) for m in METHODS for s in (False, True)]
+        print(markdown(summary(records, oracle_rows("r8"))))
+        return
+    PAIRS.mkdir(parents=True, exist_ok=True)
+    for seed in (0, 1, 2):
+        for method in args.method or METHODS:  # kept after each pair: a stopped run keeps it
+            pair = PAIRS / f"{method}-seed{seed}.json"
+            if pair.exists():
+                continue
+            records = [run(method, settings, data, seed, searched) for searched in (False, True)]
+            pair.write_text(json.dumps(records, indent=1))
+            write_summary()
+
+
+def write_summary() -> None:
+    records = [r for path in sorted(PAIRS.glob("*.json")) for r in json.loads(path.read_text())]
+    records.sort(key=lambda r: (r["seed"], METHODS.index(r["method"]), r["searched"]))
+    out = HERE / "search.json"
+    out.write_text(json.dumps(summary(records, oracle_rows("r8")), indent=1))
+    log(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -33,16 +33,22 @@ def classifier_collapse(model, dataset, collator, batch_size: int = 32) -> str |
         return None
     was_training = model.training
     model.eval()
-    predicted: Counter[int] = Counter()
-    labels: set[int] = set()
+    predicted: list[int] = []
+    labels: list[int] = []
     device = next(model.parameters()).device
     for start in range(0, len(dataset), batch_size):
         batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        labels.update(batch.pop("labels").tolist())
+        labels += batch.pop("labels").tolist()
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        predicted.update(logits.argmax(-1).tolist())
+        predicted += logits.argmax(-1).tolist()
     model.train(was_training)
-    if len(predicted) == 1 and len(labels) > 1:
-        (only,) = predicted
-        return f"the classifier predicts class {only} for all {len(dataset)} examples"
+    return one_class(predicted, labels)
+
+
+def one_class(predicted: list[int], labels: list[int]) -> str | None:
+    """Why ``predicted`` is a collapse (a single class, where ``labels`` hold several), or None."""
+    answered = Counter(predicted)
+    if len(answered) == 1 and len(set(labels)) > 1:
+        (only,) = answered
+        return f"the classifier predicts class {only} for all {len(predicted)} examples"
     return None

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from gora.train.checkpoints import latest_checkpoint
-from gora.train.collapse import MIN_STEPS
+from gora.train.collapse import MIN_STEPS, is_classification, one_class
 from gora.train.config import TrainingConfig
 from gora.train.defaults import SEARCH_BUDGET
 from gora.train.events import EvalResult, Metrics, TrainingCallbacks, TrainingDiverged
@@ -44,6 +44,31 @@ TRIAL_OVERHEAD_STEPS = (
     1.0  # a trial's pause and resume (a Trainer built, a checkpoint written, read)
 )
 SCORED_EXAMPLES = 128  # validation examples a trial is scored on (a seeded subset of larger sets)
+FIRST_RUNG_SHARE = 0.12  # the first rung's share of the run's steps
+
+
+@dataclass(frozen=True)
+class Score:
+    """A trial's standing at a rung, on the scored validation examples."""
+
+    step: int
+    valid_loss: float
+    valid_accuracy: float | None = None  # classifiers only: reported, not ranked by
+
+    def describe(self) -> str:
+        accuracy = self.valid_accuracy
+        held = (
+            f"validation accuracy {accuracy:.3f}, loss"
+            if accuracy is not None
+            else "validation loss"
+        )
+        return f"{held} {self.valid_loss:.4f}"
+
+    def to_dict(self) -> dict[str, Any]:
+        row = {"step": self.step, "valid_loss": self.valid_loss}
+        return row | (
+            {"valid_accuracy": self.valid_accuracy} if self.valid_accuracy is not None else {}
+        )
 
 
 @dataclass
@@ -51,21 +76,28 @@ class Trial:
     learning_rate: float
     output_dir: Path
     steps: int = 0
-    scores: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
+    scores: list[Score] = field(default_factory=list)
     status: str = "running"  # running | dropped | diverged | collapsed | chosen
     reason: str | None = None
     metrics: list[Metrics] = field(default_factory=list)  # kept to replay the winner's
     evals: list[EvalResult] = field(default_factory=list)
 
     @property
-    def score(self) -> float:
-        return self.scores[-1][1] if self.scores else math.inf
+    def score(self) -> Score | None:
+        return self.scores[-1] if self.scores else None
+
+    @property
+    def rank_key(self) -> float:
+        """What the halving ranks by, smaller better: the validation loss. A classifier's accuracy is
+        kept beside it but not ranked by: on R8 it chose the same rates as the loss at the rungs, and
+        moves in steps of 1/128 (bench/quality/rate_curves.json)."""
+        return self.score.valid_loss if self.scores else math.inf
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "learning_rate": self.learning_rate,
             "steps": self.steps,
-            "scores": [{"step": s, "valid_loss": v} for s, v in self.scores],
+            "scores": [s.to_dict() for s in self.scores],
             "status": self.status,
             "reason": self.reason,
         }
@@ -105,21 +137,27 @@ class SearchResult:
 def plan_rungs(
     total_steps: int, candidates: int, eval_batches: int, budget: float, min_rung: int = 1
 ) -> list[int]:
-    """The step each rung ends at, halving the trials at each: the first rung as long as the
-    budget allows, and at least ``min_rung`` steps (past the warm-up, where the rates differ).
-    Empty when the run is too short to search within the budget."""
-    for first in range(max(1, total_steps // 2), max(1, min_rung) - 1, -1):
-        rungs, alive, extra, end = [], candidates, 0.0, first
-        while alive > 1 and end < total_steps:
-            rungs.append(end)
-            extra += (EVAL_STEP_COST * eval_batches + TRIAL_OVERHEAD_STEPS) * alive
-            last = end * 2 >= total_steps  # after the last rung one trial goes on
-            keep = 1 if last else math.ceil(alive / 2)
-            extra += (alive - keep) * end  # the dropped trials' steps
-            alive, end = keep, end * 2
-        if rungs and (total_steps + extra) / total_steps <= budget:
-            return rungs
-    return []
+    """The step each rung ends at. The first is short (FIRST_RUNG_SHARE of the run, past the
+    warm-up): it only has to drop the clearly worse, which shows early (too slow, or unstable).
+    Rungs double while more than two trials live; the last, where two close rates are told apart,
+    is as late as the budget allows, since their order settles late (on R8 after 55-70 % of the
+    run: bench/quality/rate_curves.json). Empty when the run is too short to search within it."""
+    per_scoring = EVAL_STEP_COST * eval_batches + TRIAL_OVERHEAD_STEPS
+    allowed = (budget - 1) * total_steps  # extra steps' worth the search may cost
+    rungs, alive, extra = [], candidates, 0.0
+    end = max(min_rung, math.ceil(FIRST_RUNG_SHARE * total_steps), 1)
+    while alive > 2 and end < total_steps:
+        rungs.append(end)
+        keep = math.ceil(alive / 2)
+        extra += per_scoring * alive + (alive - keep) * end  # the dropped trials' steps
+        alive, end = keep, end * 2
+    if alive != 2:  # too short for the rungs that leave two
+        return []
+    # The last rung: the latest the rest of the budget reaches, before the end.
+    last = min(total_steps - 1, math.floor(allowed - extra - 2 * per_scoring))
+    if last < max(min_rung, rungs[-1] + 1 if rungs else 1):
+        return []
+    return [*rungs, last]
 
 
 class _Trial(TrainingCallbacks):
@@ -146,9 +184,8 @@ class _Trial(TrainingCallbacks):
 
 @dataclass
 class LearningRateSearch:
-    """Runs the search for one model. ``collapsed(model, dataset)`` says why a classifier's
-    predictions on the scored validation examples are unusable (one class for all), or None;
-    ``notify(message, data)`` hears of each scored trial (the worker's events)."""
+    """Runs the search for one model. ``notify(message, data)`` hears of each scored trial (the
+    worker's events)."""
 
     model: torch.nn.Module
     train_dataset: Any
@@ -157,7 +194,6 @@ class LearningRateSearch:
     eval_dataset: Any
     candidates: list[float]  # rates to try (defaults.rate_ladder around the method's default)
     budget: float = SEARCH_BUDGET
-    collapsed: Callable[[torch.nn.Module, Any], str | None] = lambda model, dataset: None
     notify: Callable[[str, dict[str, Any]], None] = lambda message, data: None
     objective_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -165,7 +201,7 @@ class LearningRateSearch:
         started = time.perf_counter()
         self._initial = snapshot(self.model)
         total = total_optimizer_steps(len(self.train_dataset), self.config)
-        self.scored = _subset(self.eval_dataset, SCORED_EXAMPLES, self.config.seed)
+        self.scored = scored_examples(self.eval_dataset, self.config.seed)
         eval_batches = math.ceil(len(self.scored) / int(self.config.batch_size))
         min_rung = warmup_steps(total, self.config.warmup_ratio) + 1
         rungs = plan_rungs(total, len(self.candidates), eval_batches, self.budget, min_rung)
@@ -179,7 +215,7 @@ class LearningRateSearch:
                 self._advance(trial, end)
                 scorings += trial.status == "running"
             alive = self._halve(alive, end)
-        chosen = min(alive, key=lambda t: t.score) if alive else None
+        chosen = min(alive, key=lambda t: t.rank_key) if alive else None
         if chosen is None:  # every trial failed: the lowest rate, reported as such
             chosen = min(trials, key=lambda t: t.learning_rate)
         chosen.status = "chosen"
@@ -230,30 +266,46 @@ class LearningRateSearch:
         try:
             result = recipe.train(latest_checkpoint(trial.output_dir))
             trial.steps = result.steps
-            loss = float(recipe.trainer.evaluate()["eval_loss"])
+            score, predicted = self._score(recipe, trial.steps)
         except TrainingDiverged as exc:
             trial.status, trial.reason = "diverged", str(exc).split(". ")[0]
             trial.steps = exc.step
             return
         finally:
             recipe.cleanup()
-        trial.scores.append((trial.steps, loss))
+        trial.scores.append(score)
         # One class for everything is a collapse from the second rung on: after the first, a slow
         # rate's classifier may still be at its start (the majority class), not collapsed; the
-        # halving judges it by its loss there.
-        judged = len(trial.scores) > 1 and trial.steps >= MIN_STEPS
-        collapse = self.collapsed(self.model, self.scored) if judged else None
-        if collapse or not math.isfinite(loss):
-            trial.status, trial.reason = "collapsed", collapse or f"validation loss {loss}"
+        # halving judges it by its score there.
+        judged = predicted is not None and len(trial.scores) > 1 and trial.steps >= MIN_STEPS
+        collapse = one_class(*predicted) if judged else None
+        if collapse or not math.isfinite(score.valid_loss):
+            trial.status, trial.reason = (
+                "collapsed",
+                collapse or f"validation loss {score.valid_loss}",
+            )
         self.notify(
-            f"Learning-rate search: {trial.learning_rate:g} at step {trial.steps}: validation "
-            f"loss {loss:.4f}" + (f" ({trial.status}: {trial.reason})" if trial.reason else ""),
-            {"learning_rate": trial.learning_rate, "step": trial.steps, "valid_loss": loss,
-             "status": trial.status},
+            f"Learning-rate search: {trial.learning_rate:g} at step {trial.steps}: "
+            f"{score.describe()}" + (f" ({trial.status}: {trial.reason})" if trial.reason else ""),
+            {"learning_rate": trial.learning_rate, **score.to_dict(), "status": trial.status},
         )  # fmt: skip
 
+    def _score(self, recipe: TrainingRecipe, step: int) -> tuple[Score, Any]:
+        """The trial's score on the scored examples, and a classifier's (predicted, labels)."""
+        if not is_classification(self.scored):
+            return Score(step, float(recipe.trainer.evaluate()["eval_loss"])), None
+        trainer = recipe.trainer  # one pass for the loss and the predictions (the recipe's
+        # arguments say loss only, which evaluate() and predict() obey)
+        output = trainer.evaluation_loop(
+            trainer.get_eval_dataloader(self.scored), "search", prediction_loss_only=False
+        )
+        predicted = output.predictions.argmax(-1).tolist()
+        labels = output.label_ids.tolist()
+        accuracy = sum(p == y for p, y in zip(predicted, labels, strict=True)) / len(labels)
+        return Score(step, float(output.metrics["eval_loss"]), accuracy), (predicted, labels)
+
     def _halve(self, alive: list[Trial], end: int) -> list[Trial]:
-        healthy = sorted((t for t in alive if t.status == "running"), key=lambda t: t.score)
+        healthy = sorted((t for t in alive if t.status == "running"), key=lambda t: t.rank_key)
         keep = healthy[: math.ceil(len(healthy) / 2)] if len(healthy) > 1 else healthy
         for trial in healthy[len(keep) :]:
             trial.status, trial.reason = "dropped", f"worse half at step {end}"
@@ -272,8 +324,9 @@ class LearningRateSearch:
             set_peft_model_state_dict(self.model, saved)
 
 
-def _subset(dataset: Any, limit: int, seed: int) -> Any:
-    """At most ``limit`` examples of ``dataset`` (a seeded choice, in their order), as a list."""
+def scored_examples(dataset: Any, seed: int, limit: int = SCORED_EXAMPLES) -> Any:
+    """The examples a trial is scored on: at most ``limit`` of ``dataset`` (a seeded choice, in
+    their order), as a list."""
     if len(dataset) <= limit:
         return dataset
     chosen = sorted(

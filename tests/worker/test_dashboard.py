@@ -213,8 +213,8 @@ def test_a_searched_job_shows_the_rates_it_tried(stack, team, worker, live_url, 
     trials = page.get_by_role("table", name="Learning-rate search trials")
     trials.wait_for()
     rows = trials.locator("tbody tr")
-    assert rows.count() == 4
+    assert rows.count() == 3
     chosen = trials.locator("tr.chosen")
     assert chosen.locator("td").first.inner_text() == str(done["learning_rate_search"]["chosen"])
-    assert page.locator('svg[data-chart="Validation loss by trial"] path').count() == 4
+    assert page.locator('svg[data-chart="Validation loss by trial"] path').count() == 3
     Shots(tmp_path).take(page, "searched-job")

@@ -19,26 +19,36 @@ from tests.gora.train.test_train import lm_rows as lm_rows
 
 
 def test_the_ladder_is_1_2_5_around_the_default():
-    assert rate_ladder(2e-4) == [1e-4, 2e-4, 5e-4, 1e-3]
-    assert rate_ladder(1e-4) == [5e-5, 1e-4, 2e-4, 5e-4]
-    assert rate_ladder(5e-4) == [2e-4, 5e-4, 1e-3, 2e-3]
-    assert rate_ladder(3e-4) == [1e-4, 2e-4, 5e-4, 1e-3]  # snapped to the nearest rung first
+    assert rate_ladder(2e-4) == [1e-4, 2e-4, 5e-4]
+    assert rate_ladder(1e-4) == [5e-5, 1e-4, 2e-4]
+    assert rate_ladder(5e-4) == [2e-4, 5e-4, 1e-3]
+    assert rate_ladder(3e-4) == [1e-4, 2e-4, 5e-4]  # snapped to the nearest rung first
+    assert rate_ladder(2e-4, below=1, above=2) == [1e-4, 2e-4, 5e-4, 1e-3]
 
 
+@pytest.mark.parametrize("candidates", [3, 4])
 @pytest.mark.parametrize("total", [4, 10, 24, 48, 125, 1000])
 @pytest.mark.parametrize("budget", [1.5, 1.75, 3.0])
-def test_rungs_halve_four_trials_within_the_budget(total, budget):
-    rungs = plan_rungs(total, 4, eval_batches=2, budget=budget, min_rung=2)
+def test_rungs_halve_the_trials_within_the_budget(candidates, total, budget):
+    rungs = plan_rungs(total, candidates, eval_batches=2, budget=budget, min_rung=2)
     assert rungs == sorted(rungs) and all(2 <= r < total for r in rungs)
-    alive, extra = 4, 0.0
-    for end in rungs:
-        extra += (EVAL_STEP_COST * 2 + TRIAL_OVERHEAD_STEPS) * alive
-        keep = 1 if end * 2 >= total else math.ceil(alive / 2)
-        extra += (alive - keep) * end
-        alive = keep
-    assert (total + extra) / total <= budget
-    assert len(rungs) <= 2  # four trials: two rungs at most
-    if total >= 48:
+    per_scoring = EVAL_STEP_COST * 2 + TRIAL_OVERHEAD_STEPS
+
+    def extra(rungs):  # the search's cost beyond one run: dropped trials' steps, scorings
+        alive, cost = candidates, 0.0
+        for i, end in enumerate(rungs):
+            keep = 1 if i == len(rungs) - 1 else math.ceil(alive / 2)  # after the last, one goes on
+            cost += per_scoring * alive + (alive - keep) * end
+            alive = keep
+        return cost
+
+    assert (total + extra(rungs)) / total <= budget
+    assert len(rungs) <= 2  # three or four trials: two rungs at most
+    if rungs:
+        assert rungs[0] == max(2, math.ceil(0.12 * total))  # short: drops the clearly worse
+        later = [*rungs[:-1], rungs[-1] + 1]  # the last is the latest the budget allows
+        assert rungs[-1] == total - 1 or (total + extra(later)) / total > budget
+    if total >= 125 or (total >= 48 and budget >= 1.75):
         assert rungs, "long enough to search"
 
 
@@ -74,7 +84,9 @@ def test_the_winner_continues_its_trial_to_the_run_a_plain_job_at_its_rate_makes
         alive = keep
     assert sorted(t.steps for t in result.trials if t.status == "dropped") == expected
     chosen = result.chosen
-    assert chosen.score == min(t.scores[-1][1] for t in result.trials if t.steps == chosen.steps)
+    finalists = [t for t in result.trials if t.steps == chosen.steps]
+    assert chosen.score.valid_loss == min(t.score.valid_loss for t in finalists)
+    assert chosen.score.valid_accuracy is None  # a language model is ranked by its loss
     assert len(heard) == sum(len(t.scores) for t in result.trials)
     assert 1 < result.cost <= 3.0 and result.to_dict()["chosen"] == chosen.learning_rate
 
@@ -100,14 +112,16 @@ def test_a_collapse_counts_from_the_second_rung_and_such_a_trial_is_never_chosen
     rows, valid = class_rows(32), class_rows(16, seed=5)
     asked = []
 
-    def collapsed(model, scored):  # flags the 1e-3 trial (the best by loss) whenever asked
+    def one_class(predicted, labels):  # flags the 1e-3 trial (the best) whenever asked
         asked.append(current[0])
         return "flagged" if current[0] == 1e-3 else None
+
+    monkeypatch.setattr(search_module, "one_class", one_class)
 
     # 1e-6 barely moves and 1e-2 overshoots: the halving drops them at the first rung.
     search = LearningRateSearch(
         classifier_lora(seed=0), rows, collate, config(n_epochs=2, output_dir=tmp_path), valid,
-        candidates=[1e-6, 1e-4, 1e-3, 1e-2], collapsed=collapsed, budget=3.0,
+        candidates=[1e-6, 1e-4, 1e-3, 1e-2], budget=3.0,
     )  # fmt: skip
     advance, current = search._advance, [None]
 
@@ -117,7 +131,7 @@ def test_a_collapse_counts_from_the_second_rung_and_such_a_trial_is_never_chosen
 
     search._advance = tracking
     result = search.run()
-    assert result.rung_steps == [4, 8]
+    assert result.rung_steps == [2, 14]
     by_rate = {t.learning_rate: t for t in result.trials}
     assert [by_rate[r].status for r in (1e-6, 1e-2)] == ["dropped", "dropped"]
     assert sorted(asked) == [1e-4, 1e-3]  # asked at the second rung only

@@ -142,4 +142,4 @@ def test_a_dpo_job_and_a_searched_rate_through_the_client(openai_client: openai.
                 "supervised": {"hyperparameters": {"learning_rate_multiplier": "search"}}},
     )  # fmt: skip
     planned = searched.method.supervised.hyperparameters.model_extra["learning_rate_search"]
-    assert planned["candidates"] == [5e-5, 1e-4, 2e-4, 5e-4] and planned["budget"] == 1.75
+    assert planned["candidates"] == [5e-5, 1e-4, 2e-4] and planned["budget"] == 1.75

@@ -238,19 +238,23 @@ function allocationCard(report) {
     el("h3", {}, "Rank per layer"), rankBars(report));
 }
 
-// learning_rate_multiplier "search": each trial's validation loss per rung, and what became of it.
+// learning_rate_multiplier "search": each trial's validation loss per rung (what the halving ranks;
+// a classifier's accuracy beside it), and what became of it.
 function searchCard(search) {
   const colours = ["#2f5fd0", "#d0702f", "#1e7a3c", "#8a3fb5", "#b5304f", "#5f6b7a"];
   const series = search.trials.map((trial, i) => ({ name: `${trial.learning_rate}`, colour: colours[i % colours.length],
     points: trial.scores.map((s) => [s.step, s.valid_loss]) }));
+  const last = (trial) => trial.scores[trial.scores.length - 1];
+  const accuracy = (trial) => (trial.scores.length && last(trial).valid_accuracy !== undefined ? last(trial).valid_accuracy.toFixed(3) : "–");
   const rows = search.trials.map((trial) => el("tr", { class: trial.status === "chosen" ? "chosen" : "" },
     el("td", {}, String(trial.learning_rate)), el("td", {}, trial.status), el("td", {}, String(trial.steps)),
-    el("td", {}, trial.scores.length ? trial.scores[trial.scores.length - 1].valid_loss.toPrecision(4) : "–"),
+    el("td", {}, trial.scores.length ? last(trial).valid_loss.toPrecision(4) : "–"), el("td", {}, accuracy(trial)),
     el("td", {}, trial.reason || "")));
+  const heads = ["Rate", "Outcome", "Steps", "Validation loss", "Validation accuracy", "Why"];
   return card("Learning-rate search",
     el("p", {}, `Chose ${search.chosen} of ${search.candidates.join(", ")}; ${search.trial_steps} trial steps, cost ${search.cost}× a plain job's training steps`),
     lineChart("Validation loss by trial", series, { height: 150 }),
-    el("table", { "aria-label": "Learning-rate search trials" }, el("thead", {}, el("tr", {}, ["Rate", "Outcome", "Steps", "Validation loss", "Why"].map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows)));
+    el("table", { "aria-label": "Learning-rate search trials" }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, rows)));
 }
 
 function checkpointsCard(job, checkpoints) {
@@ -389,7 +393,7 @@ async function newJobView() {
     el("label", { for: "probe-steps" }, `Probe batches, probe_steps (GoRA; ${range(settings.probe_steps)})`), probeSteps,
     el("label", { for: "gamma" }, `γ, gamma: the init's step (GoRA; ${range(settings.gamma)})`), gamma,
     el("label", { for: "n-epochs" }, "Epochs"), epochs, el("small", { id: "epochs-help" }, " 1–50, or empty for auto"),
-    el("p", {}, search, el("label", { for: "search-rate" }, " Search the learning rate (tries 4 rates on validation loss; at most 1.75× a plain job)")),
+    el("p", {}, search, el("label", { for: "search-rate" }, " Search the learning rate (tries 3 rates on validation loss; at most 1.75× a plain job)")),
     el("p", {}, el("button", { type: "submit" }, "Submit")), message);
   show(card("New job", form));
 }
