@@ -1,18 +1,20 @@
-"""learning_rate_multiplier "search" against "auto" and the oracle, on R8 (MiniLM-L6), 3 seeds.
+"""learning_rate_multiplier "search" against "auto" and the oracle, on R8 and arithmetic, 3 seeds.
 
 For each method (LoRA, GoRA) and seed, side by side in one process: a plain run at the method's
 "auto" rate, and a searched run (``gora.train.search``: three rates on the 1-2-5 ladder around the
 default, successive halving on the validation split's loss, the winner continued to the end). The
-oracle is the quality table's row (results.json): the best rate of the grid on validation accuracy,
-seed 0, reused for seeds 1-2. Test accuracy of each, the searched run's chosen rate, and its wall
-time as a multiple of the plain run's.
+oracle is the quality table's row (results.json): the best rate of the grid on validation (R8's
+accuracy, arithmetic's exact match), seed 0, reused for seeds 1-2. The test score of each, the
+searched run's chosen rate, and its wall time to the end of training (loading, probe, search and
+training; not the test evaluation) as a multiple of the plain run's.
 
 Each pair is kept in runs/search/ as it finishes and skipped when there; search.json is the summary
 of what is there. One CPU thread per process, so the two methods can run side by side:
 
     python -m bench.quality.search --method lora & python -m bench.quality.search --method gora
-    python -m bench.quality.search            # both, one after the other (~50 min)
+    python -m bench.quality.search --task arithmetic --seed 0 --method gora   # ~25 min a pair
     python -m bench.quality.search --quick    # the quick R8 setting, one seed, nothing kept
+    python -m bench.quality.search --table    # the tables, from search.json
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.quality.data import encode_train, task_rows
-from bench.quality.evaluate import classification_metrics
+from bench.quality.evaluate import classification_metrics, exact_match
 from bench.quality.methods import build, load_base
 from bench.quality.run import log
 from bench.quality.settings import settings_for
@@ -43,7 +45,10 @@ from gora.train.search import LearningRateSearch
 
 HERE = Path(__file__).parent
 METHODS = ("lora", "gora")
-PAIRS = HERE / "runs" / "search"  # one JSON per (method, seed): the plain run and the searched one
+PAIRS = (
+    HERE / "runs" / "search"
+)  # one JSON per (task, method, seed): the plain run, the searched one
+TASKS = ("r8", "arithmetic")
 
 
 def run(method: str, settings, data, seed: int, searched: bool) -> dict[str, Any]:
@@ -74,40 +79,52 @@ def run(method: str, settings, data, seed: int, searched: bool) -> dict[str, Any
         recipe.train(checkpoint)
     finally:
         recipe.cleanup()
+    # A job's work, to the end of training (the test evaluation is the benchmark's, not the job's).
     record["wall_s"] = round(time.perf_counter() - started, 1)
-    test_ds = encode_train(data.test_rows, tokenizer, settings, data.labels)
     record |= {"lr": float(config.learning_rate),
-               "test": classification_metrics(built.model, test_ds, tokenizer)}  # fmt: skip
+               "test": test_scores(built.model, tokenizer, settings, data)}  # fmt: skip
     log(json.dumps({k: v for k, v in record.items() if k != "search"}))
     return record
+
+
+def test_scores(model, tokenizer, settings, data) -> dict[str, Any]:
+    if settings.is_classification:
+        test_ds = encode_train(data.test_rows, tokenizer, settings, data.labels)
+        return classification_metrics(model, test_ds, tokenizer)
+    return exact_match(model, tokenizer, data.test_rows, settings.max_new_tokens)
+
+
+def metric_of(task: str) -> str:
+    return "accuracy" if settings_for(task, False).is_classification else "exact_match"
 
 
 def oracle_rows(task: str) -> dict[str, list[dict[str, Any]]]:
     """The quality table's rows: each method at its grid-best rate (results.json)."""
     rows = json.loads((HERE / "results.json").read_text())
+    metric = metric_of(task)
     return {
-        m: [r for r in rows if r["task"] == task and r["method"] == m and r["metric"] == "accuracy"]
+        m: [r for r in rows if r["task"] == task and r["method"] == m and r["metric"] == metric]
         for m in METHODS
     }
 
 
-def summary(records: list[dict[str, Any]], oracle: dict[str, list[dict]]) -> dict[str, Any]:
-    table = {}
+def summary(task: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    table, oracle, metric = {}, oracle_rows(task), metric_of(task)
     for method in METHODS:
         mine = [r for r in records if r["method"] == method]
         auto = [r for r in mine if not r["searched"]]
         found = [r for r in mine if r["searched"]]
         ratios = [s["wall_s"] / a["wall_s"] for s, a in zip(found, auto, strict=True)]
         table[method] = {
-            "auto": _mean_sd([100 * r["test"]["accuracy"] for r in auto]),
-            "searched": _mean_sd([100 * r["test"]["accuracy"] for r in found]),
+            "auto": _mean_sd([100 * r["test"][metric] for r in auto]),
+            "searched": _mean_sd([100 * r["test"][metric] for r in found]),
             "oracle": _mean_sd([100 * r["value"] for r in oracle[method]]),
             "oracle_lr": sorted({r["lr"] for r in oracle[method]}),
             "chosen_lr": [r["lr"] for r in found],
             "wall_ratio": _mean_sd(ratios),
             "step_cost": [r["search"]["cost"] for r in found],
         }
-    return {"table": table, "budget": SEARCH_BUDGET, "runs": records}
+    return {"metric": metric, "table": table, "runs": records}
 
 
 def _mean_sd(values: list[float]) -> list[float]:
@@ -118,7 +135,7 @@ def _mean_sd(values: list[float]) -> list[float]:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    """The table of docs/benchmarks.md ("The learning-rate search"), from search.json."""
+    """A task's table of docs/benchmarks.md ("The learning-rate search"), from search.json."""
 
     def cell(stats: list[float]) -> str:
         return f"{stats[0]:.1f} ± {stats[1]:.1f} ({stats[2]})" if stats else "–"
@@ -143,21 +160,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--method", choices=METHODS, action="append", help="default: both")
+    parser.add_argument("--task", choices=TASKS, default="r8")
+    parser.add_argument("--seed", type=int, action="append", help="default: 0, 1, 2")
     parser.add_argument("--table", action="store_true", help="print the table from search.json")
     args = parser.parse_args(argv)
     if args.table:
-        print(markdown(json.loads((HERE / "search.json").read_text())))
+        for task, results in json.loads(SUMMARY.read_text())["tasks"].items():
+            print(f"{task} ({results['metric']}, %):\n{markdown(results)}\n")
         return
-    settings = settings_for("r8", args.quick)
+    settings = settings_for(args.task, args.quick)
     data = task_rows(settings)
     if args.quick:
         records = [run(m, settings, data, 0, s) for m in METHODS for s in (False, True)]
-        print(markdown(summary(records, oracle_rows("r8"))))
+        print(markdown(summary(args.task, records)))
         return
     PAIRS.mkdir(parents=True, exist_ok=True)
-    for seed in (0, 1, 2):
+    for seed in args.seed or (0, 1, 2):
         for method in args.method or METHODS:  # kept after each pair: a stopped run keeps it
-            pair = PAIRS / f"{method}-seed{seed}.json"
+            pair = PAIRS / f"{args.task}-{method}-seed{seed}.json"
             if pair.exists():
                 continue
             records = [run(method, settings, data, seed, searched) for searched in (False, True)]
@@ -165,12 +185,19 @@ def main(argv: list[str] | None = None) -> None:
             write_summary()
 
 
+SUMMARY = HERE / "search.json"
+
+
 def write_summary() -> None:
-    records = [r for path in sorted(PAIRS.glob("*.json")) for r in json.loads(path.read_text())]
-    records.sort(key=lambda r: (r["seed"], METHODS.index(r["method"]), r["searched"]))
-    out = HERE / "search.json"
-    out.write_text(json.dumps(summary(records, oracle_rows("r8")), indent=1))
-    log(f"wrote {out}")
+    tasks = {}
+    for task in TASKS:
+        paths = sorted(PAIRS.glob(f"{task}-*.json"))
+        records = [r for path in paths for r in json.loads(path.read_text())]
+        records.sort(key=lambda r: (r["seed"], METHODS.index(r["method"]), r["searched"]))
+        if records:
+            tasks[task] = summary(task, records)
+    SUMMARY.write_text(json.dumps({"budget": SEARCH_BUDGET, "tasks": tasks}, indent=1))
+    log(f"wrote {SUMMARY}")
 
 
 if __name__ == "__main__":
