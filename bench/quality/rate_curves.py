@@ -85,9 +85,9 @@ def curve(method: str, seed: int, lr: float, settings, data) -> dict[str, Any]:
             "test": classification_metrics(model, test_ds, tokenizer)}  # fmt: skip
 
 
-def markdown(rows: list[dict[str, Any]], steps: tuple[int, ...] = (25, 50, 60, 125)) -> str:
-    """The table of docs/benchmarks.md: validation loss / accuracy at the search's rungs (25, 50),
-    later, and at the end, beside the test accuracy."""
+def markdown(rows: list[dict[str, Any]], steps: tuple[int, ...] = (15, 25, 50, 60, 125)) -> str:
+    """The table of docs/benchmarks.md: validation loss / accuracy at the search's rungs (15, 60)
+    and the first version's (25, 50 with three rates), and at the end, beside the test accuracy."""
     head = " | ".join(f"step {s}" for s in steps)
     lines = [f"| method | seed | rate | {head} | test accuracy |",
              "|---|---|---|" + "---|" * len(steps) + "---|"]  # fmt: skip
