@@ -52,6 +52,20 @@ def test_rungs_halve_the_trials_within_the_budget(candidates, total, budget):
         assert rungs, "long enough to search"
 
 
+def test_a_search_whose_last_rung_is_early_warns(tmp_path):
+    # 24 steps, four rates, 1.75 plain jobs: the last rung lands at step 3 of 24.
+    assert plan_rungs(24, 4, eval_batches=1, budget=1.75, min_rung=2)[-1] < 0.4 * 24
+    heard = []
+    LearningRateSearch(
+        causal_lora(seed=0), lm_rows(48), collate, config(n_epochs=2, output_dir=tmp_path),
+        lm_rows(4, seed=9), candidates=[1e-3, 3e-3, 1e-2, 3e-2], budget=1.75,
+        notify=lambda message, data: heard.append((message, data)),
+    ).run()  # fmt: skip
+    early = [(m, d) for m, d in heard if d.get("code") == "search_decides_early"]
+    assert len(early) == 1 and early[0][1]["level"] == "warn"
+    assert early[0][0].startswith("Learning-rate search decides early: within 1.75x a plain job")
+
+
 def test_a_run_too_short_to_search_within_the_budget_trains_at_the_default(tmp_path):
     assert plan_rungs(6, 4, eval_batches=2, budget=1.75, min_rung=2) == []
     heard = []
