@@ -8,6 +8,7 @@ import torch
 
 from bench.quality.arithmetic import final_number
 from gora.data.loading import collator_for
+from gora.train import collapse
 
 EVAL_BATCH = 64
 
@@ -29,16 +30,8 @@ def macro_f1(predictions: list[int], labels: list[int]) -> float:
     return sum(scores) / len(scores)
 
 
-@torch.no_grad()
 def classify(model, dataset, tokenizer) -> tuple[list[int], list[int]]:
-    collate = collator_for(tokenizer)
-    model.eval()
-    predictions, labels = [], []
-    for start in range(0, len(dataset), EVAL_BATCH):
-        batch = collate([dataset[i] for i in range(start, min(start + EVAL_BATCH, len(dataset)))])
-        gold = batch.pop("labels")
-        predictions += model(**batch).logits.argmax(-1).tolist()
-        labels += gold.tolist()
+    predictions, labels, _ = collapse.classify(model, dataset, collator_for(tokenizer), EVAL_BATCH)
     return predictions, labels
 
 

@@ -22,14 +22,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bench.quality.data import encode_train, task_rows
-from bench.quality.evaluate import classification_metrics
+from bench.quality.evaluate import accuracy, classification_metrics
 from bench.quality.methods import build, load_base
 from bench.quality.settings import settings_for
 from gora.data.loading import collator_for
 from gora.train import TrainingConfig
+from gora.train.collapse import classify
 from gora.train.defaults import default_learning_rate, rate_ladder
 from gora.train.events import TrainingCallbacks
 from gora.train.recipe import TrainingRecipe
@@ -47,21 +46,11 @@ class Scoring(TrainingCallbacks):
         self.model, self.examples, self.collator = model, examples, collator
         self.curve: list[tuple[int, float, float]] = []  # (step, validation loss, accuracy)
 
-    @torch.no_grad()
     def on_progress(self, progress) -> None:
         if progress.step % EVERY:
             return
-        was_training = self.model.training
-        self.model.eval()
-        losses, right = [], 0
-        for start in range(0, len(self.examples), 16):
-            batch = self.collator(self.examples[start : start + 16])
-            labels = batch.pop("labels")
-            logits = self.model(**batch).logits
-            losses.append(torch.nn.functional.cross_entropy(logits, labels).item())
-            right += int((logits.argmax(-1) == labels).sum())
-        self.model.train(was_training)
-        self.curve.append((progress.step, sum(losses) / len(losses), right / len(self.examples)))
+        predicted, labels, loss = classify(self.model, self.examples, self.collator)
+        self.curve.append((progress.step, loss, accuracy(predicted, labels)))
 
 
 def curve(method: str, seed: int, lr: float, settings, data) -> dict[str, Any]:
@@ -86,8 +75,9 @@ def curve(method: str, seed: int, lr: float, settings, data) -> dict[str, Any]:
 
 
 def markdown(rows: list[dict[str, Any]], steps: tuple[int, ...] = (15, 25, 50, 60, 125)) -> str:
-    """The table of docs/benchmarks.md: validation loss / accuracy at the search's rungs (15, 60)
-    and the first version's (25, 50 with three rates), and at the end, beside the test accuracy."""
+    """The table of docs/benchmarks.md: validation loss / accuracy at the search's rungs (15, 60),
+    at the steps doubling rungs would have stopped at (25, 50), and at the end, beside the test
+    accuracy."""
     head = " | ".join(f"step {s}" for s in steps)
     lines = [f"| method | seed | rate | {head} | test accuracy |",
              "|---|---|---|" + "---|" * len(steps) + "---|"]  # fmt: skip

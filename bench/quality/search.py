@@ -45,9 +45,8 @@ from gora.train.search import LearningRateSearch
 
 HERE = Path(__file__).parent
 METHODS = ("lora", "gora")
-PAIRS = (
-    HERE / "runs" / "search"
-)  # one JSON per (task, method, seed): the plain run, the searched one
+# One JSON per (task, method, seed): the plain run and the searched one.
+PAIRS = HERE / "runs" / "search"
 TASKS = ("r8", "arithmetic")
 
 

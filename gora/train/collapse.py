@@ -7,7 +7,7 @@ useless all the same. The search drops such a trial, and every job checks its re
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -25,23 +25,38 @@ def is_classification(dataset: Any) -> bool:
     return labels is not None and torch.as_tensor(labels).dim() == 0
 
 
+class Predictions(NamedTuple):
+    predicted: list[int]
+    labels: list[int]
+    loss: float  # mean cross-entropy over the examples
+
+
 @torch.no_grad()
+def classify(model, dataset, collator, batch_size: int = 32) -> Predictions:
+    """The classifier's answers on ``dataset`` (labelled classification examples), in eval mode."""
+    was_training = model.training
+    model.eval()
+    predicted: list[int] = []
+    labels: list[int] = []
+    loss_sum = 0.0
+    device = next(model.parameters()).device
+    for start in range(0, len(dataset), batch_size):
+        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        truth = batch.pop("labels").to(device)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        loss_sum += float(torch.nn.functional.cross_entropy(logits, truth, reduction="sum"))
+        labels += truth.tolist()
+        predicted += logits.argmax(-1).tolist()
+    model.train(was_training)
+    return Predictions(predicted, labels, loss_sum / max(1, len(labels)))
+
+
 def classifier_collapse(model, dataset, collator, batch_size: int = 32) -> str | None:
     """Why the classifier's predictions on ``dataset`` are unusable (one class for every example
     while the labels hold several), or None; None for data that is not classification."""
     if not is_classification(dataset):
         return None
-    was_training = model.training
-    model.eval()
-    predicted: list[int] = []
-    labels: list[int] = []
-    device = next(model.parameters()).device
-    for start in range(0, len(dataset), batch_size):
-        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        labels += batch.pop("labels").tolist()
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        predicted += logits.argmax(-1).tolist()
-    model.train(was_training)
+    predicted, labels, _ = classify(model, dataset, collator, batch_size)
     return one_class(predicted, labels)
 
 

@@ -307,8 +307,9 @@ class LearningRateSearch:
         """The trial's score on the scored examples, and a classifier's (predicted, labels)."""
         if not is_classification(self.scored):
             return Score(step, float(recipe.trainer.evaluate()["eval_loss"])), None
-        trainer = recipe.trainer  # one pass for the loss and the predictions (the recipe's
-        # arguments say loss only, which evaluate() and predict() obey)
+        # One pass for the loss and the predictions; the recipe's arguments say loss only, which
+        # evaluate() and predict() obey, so the loop is asked directly.
+        trainer = recipe.trainer
         output = trainer.evaluation_loop(
             trainer.get_eval_dataloader(self.scored), "search", prediction_loss_only=False
         )

@@ -11,7 +11,7 @@ import torch
 from gora.train import search as search_module
 from gora.train import train
 from gora.train.checkpoints import latest_checkpoint
-from gora.train.collapse import classifier_collapse
+from gora.train.collapse import classifier_collapse, classify
 from gora.train.defaults import rate_ladder
 from gora.train.search import EVAL_STEP_COST, TRIAL_OVERHEAD_STEPS, LearningRateSearch, plan_rungs
 from tests.gora.train.test_train import causal_lora, class_rows, classifier_lora, collate, config
@@ -151,6 +151,18 @@ def test_a_collapse_counts_from_the_second_rung_and_such_a_trial_is_never_chosen
     assert sorted(asked) == [1e-4, 1e-3]  # asked at the second rung only
     assert by_rate[1e-3].status == "collapsed" and by_rate[1e-3].reason == "flagged"
     assert result.chosen is by_rate[1e-4]
+
+
+def test_classify_gives_every_answer_and_the_mean_loss_over_examples():
+    rows, model = class_rows(10), classifier_lora(seed=0)
+    predicted, labels, loss = classify(model, rows, collate, batch_size=4)  # batches of 4, 4, 2
+    batch = collate(list(rows))
+    truth = batch.pop("labels")
+    with torch.no_grad():
+        model.eval()
+        logits = model(**batch).logits
+    assert labels == truth.tolist() and predicted == logits.argmax(-1).tolist()
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, truth)), rel=1e-5)
 
 
 def test_a_classifier_answering_one_class_is_a_collapse():
